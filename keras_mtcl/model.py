@@ -126,6 +126,14 @@ class MultiTaskModel(keras.Model):
             )
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Restores the compile state saved in a `.keras` file (optimizer included)."""
+        config = keras.saving.deserialize_keras_object(config)
+        config.pop("loss", None)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def _split_outputs(self, y_pred):
         """(predictions, features or None, auxiliary) from training or inference outputs."""
         if isinstance(y_pred, Mapping) and "predictions" in y_pred and "features" in y_pred:

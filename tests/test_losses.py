@@ -1,0 +1,77 @@
+"""Losses against values computed by hand (each case's arithmetic is in its comment)."""
+
+import math
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_mtcl import losses, tasks
+
+
+def _value(x):
+    return float(ops.convert_to_numpy(x))
+
+
+def test_cross_entropy_ignores_255_and_averages_over_valid_pixels():
+    # Pixels (label, logits): (0, [0, 0]) -> -log(1/2) = log 2;
+    # (255, [50, -50]) ignored; (1, [log 3, 0]) -> -log(1/4) = log 4;
+    # (1, [0, log 3]) -> -log(3/4) = log(4/3). Mean over 3 valid = log(32/3) / 3.
+    labels = np.array([[[0, 255], [1, 1]]], "int32")[..., None]
+    logits = np.array([[[[0, 0], [50, -50]], [[math.log(3), 0], [0, math.log(3)]]]], "float32")
+    assert _value(losses.cross_entropy(labels, logits)) == pytest.approx(math.log(32 / 3) / 3, rel=1e-6)
+    # Rank-3 labels give the same value.
+    assert _value(losses.cross_entropy(labels[..., 0], logits)) == pytest.approx(math.log(32 / 3) / 3, rel=1e-6)
+
+
+def test_depth_l1_uses_only_measured_pixels():
+    # Valid: (gt 2, pred 1.5) -> 0.5 and (gt 4, pred 3) -> 1; gt 0 and gt 255 skipped. Mean = 0.75.
+    labels = np.array([[[2.0, 0.0], [255.0, 4.0]]], "float32")[..., None]
+    pred = np.array([[[1.5, 100.0], [7.0, 3.0]]], "float32")[..., None]
+    assert _value(losses.depth_l1(labels, pred)) == pytest.approx(0.75)
+
+
+def test_normals_l1_normalises_predictions_and_divides_by_valid_pixels():
+    # (0,0,1) vs pred (0,0,2) -> normalised equal -> 0.
+    # (0,0,1) vs pred (3,0,4) -> (0.6,0,0.8) -> |0.6| + 0 + |0.2| = 0.8.
+    # zero label and 255 label skipped. Sum 0.8 over 2 valid pixels = 0.4.
+    labels = np.array([[[[0, 0, 1], [0, 0, 1]], [[0, 0, 0], [255, 255, 255]]]], "float32")
+    pred = np.array([[[[0, 0, 2], [3, 0, 4]], [[1, 1, 1], [1, 0, 0]]]], "float32")
+    assert _value(losses.normals_l1(labels, pred)) == pytest.approx(0.4, rel=1e-6)
+
+
+def test_weighted_bce_weights_edges_095_and_background_005():
+    # labels 1 (logit 2), 0 (logit 0), 0 (logit 0), 255 ignored.
+    # 0.95 * softplus(-2) + 0.05 * (softplus(0) + softplus(0)), over 3 valid pixels.
+    labels = np.array([[[1, 0], [0, 255]]], "float32")[..., None]
+    logits = np.array([[[2.0, 0.0], [0.0, 9.0]]], "float32")[..., None]
+    expected = (0.95 * math.log1p(math.exp(-2.0)) + 0.05 * 2 * math.log(2.0)) / 3
+    assert _value(losses.weighted_bce(labels, logits)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_balanced_bce_weights_by_fraction_of_negatives():
+    # labels [1, 0, 0, 255], logits [0, log 3, 0, -]: w = 2/3 negatives.
+    # 2/3 * softplus(0) + 1/3 * (softplus(log 3) + softplus(0)) = 2/3 log2 + 1/3 (log 4 + log 2) = 5/3 log 2;
+    # divided by 3 valid pixels = 5/9 log 2.
+    labels = np.array([[[1, 0], [0, 255]]], "float32")[..., None]
+    logits = np.array([[[0.0, math.log(3)], [0.0, 5.0]]], "float32")[..., None]
+    assert _value(losses.balanced_bce(labels, logits)) == pytest.approx(5 / 9 * math.log(2), rel=1e-6)
+
+
+@pytest.mark.parametrize("task", tasks.task_set("pascal") + [tasks.depth()], ids=lambda t: t.name)
+def test_every_loss_is_zero_and_finite_on_an_all_ignore_batch(task):
+    shape = (2, 4, 5, task.label_channels)
+    labels = np.full(shape, 255, "float32")
+    prediction = np.random.default_rng(0).normal(size=(2, 4, 5, task.channels)).astype("float32")
+    value = _value(losses.task_loss(task, labels, prediction))
+    assert value == 0.0
+
+
+def test_task_loss_applies_task_options():
+    spec = tasks.edge(pos_weight=0.5)
+    labels = np.array([[[1, 0]]], "float32")[..., None]
+    logits = np.zeros((1, 1, 2, 1), "float32")
+    # 0.5 * log 2 + 0.5 * log 2 over 2 pixels = 0.5 log 2.
+    assert _value(losses.task_loss(spec, labels, logits)) == pytest.approx(0.5 * math.log(2), rel=1e-6)
+    with pytest.raises(ValueError, match="Received: loss='dice'"):
+        losses.task_loss(spec.replace(loss="dice"), labels, logits)
