@@ -1,0 +1,238 @@
+"""Training runs from a `RunConfig`: model, optimizer, data, callbacks, outputs.
+
+The apps are thin wrappers over these functions, so a run can be scripted:
+
+    from keras_mtcl import presets, training
+    result = training.train(presets.get_preset("smoke"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_mtcl import backbones
+from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.presets import RunConfig
+from keras_mtcl.tasks import TaskSpec
+
+
+def build_model(config: RunConfig, task_specs: list[TaskSpec]) -> MultiTaskModel:
+    """The `MultiTaskModel` of `config` for `task_specs` (regularizer included if asked)."""
+    contrastive = None
+    if config.contrastive:
+        from keras_mtcl.contrastive import CrossTaskContrastive
+
+        if len(task_specs) < 2:
+            raise ValueError(
+                "The contrastive regularizer needs at least two tasks (each task's source is another task). "
+                f"Received: tasks={[t.name for t in task_specs]}"
+            )
+        options = {"seed": config.seed, **dict(config.contrastive_options)}
+        contrastive = CrossTaskContrastive(**options)
+    backbone = backbones.get_backbone(config.backbone, **dict(config.backbone_options))
+    return MultiTaskModel(
+        backbone,
+        task_specs,
+        framework=config.framework,
+        decoder_options=dict(config.decoder_options),
+        contrastive=contrastive,
+    )
+
+
+def build_optimizer(config: RunConfig, total_steps: int) -> keras.optimizers.Optimizer:
+    """Adam / AdamW / SGD(0.9) with a per-step poly decay or a constant rate (PEERS.md 3)."""
+    learning_rate: Any = config.learning_rate
+    if config.schedule == "poly":
+        learning_rate = keras.optimizers.schedules.PolynomialDecay(
+            config.learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=0.0, power=config.poly_power
+        )
+    common = {"learning_rate": learning_rate}
+    if config.clipnorm:
+        common["clipnorm"] = config.clipnorm
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=0.9, weight_decay=config.weight_decay or None, **common)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
+    return keras.optimizers.Adam(weight_decay=config.weight_decay or None, **common)
+
+
+def load_data(config: RunConfig):
+    """(train examples, val examples, task specs): tf.data datasets of dict examples.
+
+    Examples are in the package's example format (`keras_mtcl.data`).
+    """
+    import tensorflow as tf
+
+    if config.dataset == "synthetic":
+        from keras_mtcl.data import synthetic
+
+        height, width = config.synthetic_size
+        print(f"Rendering {config.synthetic_train} + {config.synthetic_val} synthetic scenes at {height}x{width} ...")
+        start = time.time()
+        train = synthetic.make_scenes(config.synthetic_train, height, width, seed=config.seed)
+        val = synthetic.make_scenes(config.synthetic_val, height, width, seed=config.seed + 1_000_003)
+        print(f"  done in {time.time() - start:.1f} s")
+        specs = synthetic.synthetic_tasks()
+        train_ds = tf.data.Dataset.from_tensor_slices(train)
+        val_ds = tf.data.Dataset.from_tensor_slices(val)
+    else:
+        raise ValueError(
+            f"Dataset {config.dataset!r} is read through its tfds builder: prepare it first (see README, Datasets). "
+            f"Received: dataset={config.dataset!r}"
+        )
+    if config.tasks:
+        by_name = {t.name: t for t in specs}
+        missing = [name for name in config.tasks if name not in by_name]
+        if missing:
+            raise ValueError(
+                f"Tasks {missing} are not in the {config.dataset!r} dataset, which has {sorted(by_name)}. "
+                f"Received: tasks={list(config.tasks)}"
+            )
+        specs = [by_name[name] for name in config.tasks]
+    return train_ds, val_ds, specs
+
+
+def _pipelines(config: RunConfig, train_ds, val_ds, specs):
+    from keras_mtcl.data import pipeline
+
+    train = pipeline.train_pipeline(
+        train_ds,
+        specs,
+        batch_size=config.batch_size,
+        crop_size=tuple(config.image_size),
+        seed=config.seed,
+        augment=config.augment,
+    )
+    val = pipeline.eval_pipeline(val_ds, specs, batch_size=config.batch_size, pad_size=tuple(config.eval_size or config.image_size))
+    return train, val
+
+
+class AtomicModelCheckpoint(keras.callbacks.Callback):
+    """Saves the model to `<dir>/last.keras` every epoch and `<dir>/best.keras` on improvement.
+
+    Each file is written to a temporary name and renamed, so an interrupted
+    run never leaves a truncated checkpoint behind.
+    """
+
+    def __init__(self, directory: str, monitor: str = "val_loss", mode: str = "min"):
+        super().__init__()
+        self.directory = Path(directory)
+        self.monitor = monitor
+        self.mode = mode
+        self.best = np.inf if mode == "min" else -np.inf
+
+    def _save(self, name: str):
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / name
+        temporary = self.directory / f".{name}.tmp.keras"
+        self.model.save(temporary)
+        os.replace(temporary, final)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save("last.keras")
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        better = value < self.best if self.mode == "min" else value > self.best
+        if better:
+            self.best = float(value)
+            self._save("best.keras")
+
+
+def train(config: RunConfig) -> dict:
+    """Trains, evaluates and writes everything of a run under `config.run_dir`.
+
+    Writes `config.json`, `checkpoints/{last,best}.keras`, `model.keras`
+    (final weights), `history.csv`, TensorBoard logs in `logs/`, a resumable
+    backup in `backup/`, `metrics.json` and prediction pictures in
+    `pictures/`. An interrupted run started again with the same config and
+    output directory resumes from its last completed epoch.
+
+    Returns:
+        Dict of output paths and the final validation metrics.
+    """
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(config.to_json())
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16")
+    train_ds, val_ds, specs = load_data(config)
+    train_batches, val_batches = _pipelines(config, train_ds, val_ds, specs)
+    steps_per_epoch = config.steps_per_epoch or int(train_batches.cardinality())
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"The training split gives no full batch of {config.batch_size}: lower batch_size or add data. "
+            f"Received: batch_size={config.batch_size}"
+        )
+    model = build_model(config, specs)
+    model.compile(optimizer=build_optimizer(config, steps_per_epoch * config.epochs))
+    print(
+        f"Model: backbone {config.backbone}, framework {config.framework}, tasks {[t.name for t in specs]}, "
+        f"{model.count_params():,} parameters, regularizer {'on' if config.contrastive else 'off'}, "
+        f"backend {keras.backend.backend()}"
+    )
+    from keras_mtcl.data import pipeline
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+        AtomicModelCheckpoint(str(run_dir / "checkpoints")),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+    ]
+    val_for_fit = pipeline.strip_metadata(val_batches)
+    model.fit(
+        train_batches.repeat() if config.steps_per_epoch else train_batches,
+        epochs=config.epochs,
+        steps_per_epoch=config.steps_per_epoch or None,
+        validation_data=val_for_fit,
+        callbacks=callbacks,
+        verbose=2 if os.environ.get("CI") else "auto",
+    )
+    model_path = run_dir / "model.keras"
+    model.save(model_path)
+    metrics = {k: float(v) for k, v in model.evaluate(val_for_fit, verbose=0, return_dict=True).items()}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    pictures = write_pictures(model, val_batches, specs, run_dir / "pictures", config.num_pictures)
+    print(f"Validation: {json.dumps(metrics, sort_keys=True)}")
+    print(f"Wrote: model {model_path}, checkpoints {run_dir / 'checkpoints'}, logs {run_dir / 'logs'}, "
+          f"history {run_dir / 'history.csv'}, metrics {run_dir / 'metrics.json'}, pictures {run_dir / 'pictures'}")
+    return {"run_dir": str(run_dir), "model": str(model_path), "metrics": metrics, "pictures": pictures}
+
+
+def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count: int) -> list[str]:
+    """Writes `count` PNG panels (image, predictions, labels) from evaluation batches."""
+    from PIL import Image
+
+    from keras_mtcl.visualize import denormalize, prediction_panel
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for images, labels, meta in batches:
+        predictions = model.predict_on_batch(images)
+        predictions = {k: keras.ops.convert_to_numpy(v) for k, v in predictions.items()}
+        for i in range(images.shape[0]):
+            if len(written) >= count:
+                return written
+            height, width = int(meta["height"][i]), int(meta["width"][i])
+            crop = lambda a: np.asarray(a)[i, :height, :width]  # noqa: E731
+            panel = prediction_panel(
+                denormalize(crop(images)),
+                specs,
+                {t.name: crop(predictions[t.name]) for t in specs},
+                {t.name: crop(labels[t.name]) for t in specs},
+            )
+            path = directory / f"{len(written):03d}.png"
+            Image.fromarray(panel).save(path)
+            written.append(str(path))
+    return written
+
+
+__all__ = ["AtomicModelCheckpoint", "build_model", "build_optimizer", "load_data", "train", "write_pictures"]
