@@ -161,7 +161,7 @@ PRESETS: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(
                 "name": "smoke",
                 "dataset": "synthetic",
                 "backbone": "tiny_cnn",
-                "backbone_options": {"widths": (8, 8, 16, 16)},
+                "backbone_options": {"widths": [8, 8, 16, 16]},
                 "image_size": (32, 48),
                 "synthetic_size": (32, 48),
                 "synthetic_train": 8,
