@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from keras_mtcl.backend_compat import resize_images
+
 
 @keras.saving.register_keras_serializable(package="keras_mtcl")
 class ConvBNReLU(layers.Layer):
@@ -58,8 +60,9 @@ def resize_to(x, size, interpolation: str = "bilinear"):
     `F.interpolate(mode="bilinear", align_corners=False)` when upsampling.
     Resizing is done in float32 and cast back to the input dtype.
     """
-    if tuple(x.shape[1:3]) == tuple(size) and None not in tuple(size):
+    static = all(isinstance(d, int) for d in size)  # sizes are tensors in a TF graph with dynamic shapes
+    if static and tuple(x.shape[1:3]) == tuple(size):
         return x
     dtype = x.dtype
-    out = ops.image.resize(ops.cast(x, "float32"), size, interpolation=interpolation, antialias=False)
+    out = resize_images(ops.cast(x, "float32"), size, interpolation=interpolation)
     return ops.cast(out, dtype)

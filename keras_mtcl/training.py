@@ -211,7 +211,8 @@ def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count
     """Writes `count` PNG panels (image, predictions, labels) from evaluation batches."""
     from PIL import Image
 
-    from keras_mtcl.visualize import denormalize, prediction_panel
+    from keras_mtcl.preprocessing import denormalize
+    from keras_mtcl.visualize import prediction_panel
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []

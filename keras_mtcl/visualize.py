@@ -8,9 +8,6 @@ import numpy as np
 
 from keras_mtcl.tasks import IGNORE_INDEX, TaskSpec
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], "float32")
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], "float32")
-
 
 def class_palette(num_classes: int) -> np.ndarray:
     """(num_classes, 3) uint8 colours, distinct for neighbouring ids (PASCAL VOC bit pattern)."""
@@ -67,11 +64,6 @@ def colorize(task: TaskSpec, values: np.ndarray, is_label: bool = False) -> np.n
     invalid = (norm[..., 0] == 0) | np.all(values == IGNORE_INDEX, axis=-1)
     picture[invalid] = 0
     return picture
-
-
-def denormalize(image: np.ndarray) -> np.ndarray:
-    """ImageNet-normalised (H, W, 3) float image back to uint8 RGB."""
-    return ((np.asarray(image) * IMAGENET_STD + IMAGENET_MEAN) * 255).round().clip(0, 255).astype("uint8")
 
 
 def prediction_panel(

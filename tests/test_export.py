@@ -1,0 +1,152 @@
+"""SavedModel export: written from a .keras file of the current backend, checked in fresh TF processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_mtcl import backbones, export, tasks
+from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.preprocessing import normalize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs in a fresh process: loads the SavedModel with plain TensorFlow, runs the
+# serving signature on the given images, and reports outputs, variables and
+# what a wrong dtype / channel count gives.
+LOAD_AND_RUN = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+path, images_file, out_file = sys.argv[1:4]
+loaded = tf.saved_model.load(path)
+fn = loaded.signatures["serving_default"]
+images = np.load(images_file)
+outputs = {k: v.numpy() for k, v in fn(images=tf.constant(images)).items()}
+report = {"num_weights": int(sum(np.prod(v.shape) for v in loaded.variables))}
+try:
+    fn(images=tf.constant(images.astype("float32")))
+    report["float_error"] = None
+except Exception as e:
+    report["float_error"] = f"{type(e).__name__}: {e}"
+try:
+    fn(images=tf.constant(images[..., :2]))
+    report["channel_error"] = None
+except Exception as e:
+    report["channel_error"] = f"{type(e).__name__}: {e}"
+np.savez(out_file, **outputs)
+print(json.dumps(report))
+"""
+
+
+def _run(args, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300, **kwargs)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def _expected_outputs(model, images, multiple=32):
+    """Serving outputs computed here with the current backend and numpy post-processing."""
+    height, width = images.shape[1:3]
+    padded = np.zeros((images.shape[0], -(-height // multiple) * multiple, -(-width // multiple) * multiple, 3), "float32")
+    padded[:, :height, :width] = normalize(images)
+    raw = model.predict(padded, verbose=0)
+    out = {}
+    for task in model.task_specs:
+        y = np.asarray(raw[task.name])[:, :height, :width].astype("float64")
+        if task.kind == "classes":
+            e = np.exp(y - y.max(-1, keepdims=True))
+            out[f"{task.name}_probabilities"] = e / e.sum(-1, keepdims=True)
+            out[f"{task.name}_classes"] = y.argmax(-1)
+        elif task.kind == "binary":
+            out[f"{task.name}_probability"] = 1 / (1 + np.exp(-y))
+        elif task.kind == "depth":
+            out[task.name] = np.maximum(y, 0)
+        else:
+            out[task.name] = y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
+    return out
+
+
+def test_export_from_keras_file_serves_the_same_predictions(tmp_path):
+    specs = tasks.task_set("nyud", num_classes={"semseg": 5})
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), specs)
+    model.compile(optimizer="adam")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
+    y = {
+        "semseg": rng.integers(0, 5, (2, 32, 32, 1)),
+        "depth": rng.uniform(1, 3, (2, 32, 32, 1)).astype("float32"),
+        "normals": np.tile(np.array([0, 0, 1], "float32"), (2, 32, 32, 1)),
+        "edge": rng.integers(0, 2, (2, 32, 32, 1)),
+    }
+    model.fit(x, y, epochs=1, verbose=0)
+    model_file = tmp_path / "model.keras"
+    model.save(model_file)
+
+    stdout = _run([sys.executable, str(ROOT / "apps/export.py"), str(model_file), "--serving-root", str(tmp_path / "serving"), "--name", "tiny"])
+    assert "Verified" in stdout
+    version_dir = tmp_path / "serving" / "tiny" / "1"
+    assert (version_dir / "saved_model.pb").is_file()
+    config_text = (tmp_path / "serving" / "models.config").read_text()
+    assert 'name: "tiny"' in config_text and str((tmp_path / "serving" / "tiny").resolve()) in config_text
+    assert (tmp_path / "serving" / "tiny.keras").is_file()
+
+    images = rng.integers(0, 256, (2, 45, 70, 3), dtype="uint8")  # needs padding to 64x96
+    np.save(tmp_path / "images.npy", images)
+    report = json.loads(
+        _run([sys.executable, "-c", LOAD_AND_RUN, str(version_dir), str(tmp_path / "images.npy"), str(tmp_path / "out.npz")]).strip().splitlines()[-1]
+    )
+    served = dict(np.load(tmp_path / "out.npz"))
+    expected = _expected_outputs(model, images)
+    assert sorted(served) == sorted(expected) == sorted(export.output_names(model))
+    for name, value in expected.items():
+        assert served[name].shape == value.shape, name
+        if name.endswith("_classes"):
+            assert np.mean(served[name] == value) > 0.999, name
+        else:
+            np.testing.assert_allclose(served[name], value, atol=2e-4, err_msg=name)
+    # Only the inference weights are inside.
+    assert report["num_weights"] == export.inference_model(model).count_params()
+    assert report["float_error"] is not None and "uint8" in report["float_error"]
+    assert report["channel_error"] is not None and "wrong channel count" in report["channel_error"]
+
+    # An existing version is never overwritten silently.
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "apps/export.py"), str(model_file), "--serving-root", str(tmp_path / "serving"), "--name", "tiny"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode != 0 and "overwrite" in result.stderr
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="saved_model_cli and in-process export need the TensorFlow backend")
+def test_saved_model_cli_runs_the_signature(tmp_path):
+    specs = [tasks.depth(), tasks.saliency()]
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), specs)
+    export.export_for_serving(model, tmp_path, "cli")
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    shown = _run([str(cli), "show", "--dir", str(tmp_path / "cli" / "1"), "--tag_set", "serve", "--signature_def", "serving_default"])
+    assert "DT_UINT8" in shown and "(-1, -1, -1, 3)" in shown
+    assert "saliency_probability" in shown and "depth" in shown
+    np.save(tmp_path / "images.npy", np.zeros((1, 20, 30, 3), "uint8"))
+    ran = _run([
+        str(cli), "run", "--dir", str(tmp_path / "cli" / "1"), "--tag_set", "serve", "--signature_def", "serving_default",
+        "--inputs", f"images={tmp_path / 'images.npy'}", "--outdir", str(tmp_path / "cli_out"),
+    ])
+    saliency = np.load(tmp_path / "cli_out" / "saliency_probability.npy")
+    assert saliency.shape == (1, 20, 30, 1) and ((saliency >= 0) & (saliency <= 1)).all()
+    assert np.load(tmp_path / "cli_out" / "depth.npy").min() >= 0
+
+
+def test_export_refuses_other_backends_and_bad_names(tmp_path):
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), [tasks.depth()])
+    with pytest.raises(export.ExportError, match="Received: name='a/b'"):
+        export.export_for_serving(model, tmp_path, "a/b")
+    if keras.backend.backend() != "tensorflow":
+        with pytest.raises(export.ExportError, match="KERAS_BACKEND=tensorflow"):
+            export.export_saved_model(model, tmp_path / "x")
