@@ -36,7 +36,7 @@ def register_decoder(name: str):
 
 
 def _load_builtin():
-    from keras_mtcl.decoders import baseline  # noqa: F401
+    from keras_mtcl.decoders import baseline, mtinet, padnet  # noqa: F401
 
 
 def list_decoders() -> list[str]:
