@@ -23,3 +23,20 @@ def resize_images(x, size, interpolation: str = "bilinear"):
     import tensorflow as tf
 
     return tf.image.resize(x, tf.stack(list(size)), method=interpolation, antialias=False)
+
+
+def scale_loss_for_distribution(loss):
+    """Divides the loss by the number of tf.distribute replicas (1 outside a strategy).
+
+    Keras's TensorFlow trainer sums gradients over replicas and unscales the
+    reported loss, expecting `compute_loss` to return the per-replica loss
+    divided by the replica count, as its built-in compiled loss does; an
+    overridden `compute_loss` must do the same. Other backends run one SPMD
+    program and need nothing.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return loss
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss if replicas == 1 else loss * (1.0 / replicas)

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 import keras
 from keras import ops
 
+from keras_mtcl.backend_compat import scale_loss_for_distribution
 from keras_mtcl.decoders import get_decoder
 from keras_mtcl.layers import resize_to
 from keras_mtcl.losses import task_loss
@@ -187,7 +188,7 @@ class MultiTaskModel(keras.Model):
         # Regularisation losses of layers (kernel regularizers, add_loss).
         for extra in self.losses:
             total = total + ops.cast(extra, "float32")
-        return total
+        return scale_loss_for_distribution(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         predictions, _, _ = self._split_outputs(y_pred)

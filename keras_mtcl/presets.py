@@ -50,6 +50,9 @@ class RunConfig:
         clipnorm: clip each gradient's norm to this value (0 disables).
         mixed_precision: train in mixed bfloat16 (`"mixed_bfloat16"` policy).
         seed: global random seed (weights, sampling, augmentation).
+        distribute: train data-parallel over all local devices (JAX:
+            keras.distribution; TensorFlow: MirroredStrategy; see
+            `keras_mtcl.distribute`); `batch_size` is the global batch.
         augment: apply the training augmentation (scale, crop, flip, photometric).
         synthetic_train: number of synthetic training scenes.
         synthetic_val: number of synthetic validation scenes.
@@ -82,6 +85,7 @@ class RunConfig:
     clipnorm: float = 0.0
     mixed_precision: bool = False
     seed: int = 0
+    distribute: bool = False
     augment: bool = True
     synthetic_train: int = 256
     synthetic_val: int = 32

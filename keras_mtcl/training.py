@@ -8,6 +8,7 @@ The apps are thin wrappers over these functions, so a run can be scripted:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -172,30 +173,33 @@ def train(config: RunConfig) -> dict:
             f"The training split gives no full batch of {config.batch_size}: lower batch_size or add data. "
             f"Received: batch_size={config.batch_size}"
         )
-    model = build_model(config, specs)
-    model.compile(optimizer=build_optimizer(config, steps_per_epoch * config.epochs))
-    print(
-        f"Model: backbone {config.backbone}, framework {config.framework}, tasks {[t.name for t in specs]}, "
-        f"{model.count_params():,} parameters, regularizer {'on' if config.contrastive else 'off'}, "
-        f"backend {keras.backend.backend()}"
-    )
     from keras_mtcl.data import pipeline
+    from keras_mtcl.distribute import data_parallel
 
-    callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
-        AtomicModelCheckpoint(str(run_dir / "checkpoints")),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
-    ]
-    val_for_fit = pipeline.strip_metadata(val_batches)
-    model.fit(
-        train_batches.repeat() if config.steps_per_epoch else train_batches,
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch or None,
-        validation_data=val_for_fit,
-        callbacks=callbacks,
-        verbose=2 if os.environ.get("CI") else "auto",
-    )
+    scope = data_parallel() if config.distribute else contextlib.nullcontext(1)
+    with scope as replicas:
+        model = build_model(config, specs)
+        model.compile(optimizer=build_optimizer(config, steps_per_epoch * config.epochs))
+        print(
+            f"Model: backbone {config.backbone}, framework {config.framework}, tasks {[t.name for t in specs]}, "
+            f"{model.count_params():,} parameters, regularizer {'on' if config.contrastive else 'off'}, "
+            f"backend {keras.backend.backend()}, {replicas} replica(s)"
+        )
+        callbacks = [
+            keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+            AtomicModelCheckpoint(str(run_dir / "checkpoints")),
+            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+        ]
+        val_for_fit = pipeline.strip_metadata(val_batches)
+        model.fit(
+            train_batches.repeat() if config.steps_per_epoch else train_batches,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch or None,
+            validation_data=val_for_fit,
+            callbacks=callbacks,
+            verbose=2 if os.environ.get("CI") else "auto",
+        )
     model_path = run_dir / "model.keras"
     model.save(model_path)
     metrics = {k: float(v) for k, v in model.evaluate(val_for_fit, verbose=0, return_dict=True).items()}
