@@ -145,3 +145,15 @@ def test_bad_arguments_and_labels_raise_clear_errors():
         MultiTaskModel("tiny_cnn", specs)
     with pytest.raises(ValueError, match="Received: name='resnet9000'"):
         backbones.get_backbone("resnet9000")
+
+
+def test_mixed_bfloat16_trains_with_float32_outputs_and_losses():
+    keras.config.set_dtype_policy("mixed_bfloat16")  # restored by the autouse fixture
+    specs = tasks.task_set("nyud", num_classes={"semseg": 6})
+    model = tiny_model(specs)
+    x, y = structured_batch()
+    assert keras.backend.standardize_dtype(model(x, training=True)["features"]["depth"].dtype) == "bfloat16"
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0).history
+    assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
+    assert to_numpy(model.predict(x, verbose=0))["normals"].dtype == np.float32
