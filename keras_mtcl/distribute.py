@@ -10,10 +10,11 @@ call `fit` inside it:
 
 - JAX: `keras.distribution.DataParallel` over every local device (GPUs, or
   CPU devices made with `XLA_FLAGS=--xla_force_host_platform_device_count=N`).
-  Several hosts: call `keras.distribution.initialize(job_addresses, num_processes,
-  process_id)` on each host first (or set `KERAS_DISTRIBUTION_JOB_ADDRESSES`,
-  `KERAS_DISTRIBUTION_NUM_PROCESSES`, `KERAS_DISTRIBUTION_PROCESS_ID`); the
-  devices of all hosts then form one data-parallel mesh.
+  Several hosts: set `KERAS_DISTRIBUTION_JOB_ADDRESSES`,
+  `KERAS_DISTRIBUTION_NUM_PROCESSES` and `KERAS_DISTRIBUTION_PROCESS_ID` on each
+  host (`data_parallel` then calls `keras.distribution.initialize()`), or call
+  `keras.distribution.initialize(...)` yourself first; the devices of all hosts
+  then form one data-parallel mesh.
 - TensorFlow: `tf.distribute.MirroredStrategy` over the local GPUs (or
   logical CPU devices). Several hosts: set `TF_CONFIG` on each worker and
   pass `multi_worker=True` (`MultiWorkerMirroredStrategy`).
@@ -28,9 +29,12 @@ as PyTorch's DataParallel does without SyncBatchNorm.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import keras
+
+_initialized: list[bool] = []  # keras.distribution.initialize() may run once per process
 
 
 class DistributionError(RuntimeError):
@@ -57,6 +61,10 @@ def data_parallel(devices: list[str] | None = None, multi_worker: bool = False) 
     """
     backend = keras.backend.backend()
     if backend == "jax":
+        if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES") and not _initialized:
+            # Several hosts: join the job described by the KERAS_DISTRIBUTION_* variables.
+            keras.distribution.initialize()
+            _initialized.append(True)
         devices = devices or keras.distribution.list_devices()
         previous = keras.distribution.distribution()
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
