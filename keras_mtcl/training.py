@@ -77,8 +77,9 @@ def load_data(config: RunConfig):
         height, width = config.synthetic_size
         print(f"Rendering {config.synthetic_train} + {config.synthetic_val} synthetic scenes at {height}x{width} ...")
         start = time.time()
-        train = synthetic.make_scenes(config.synthetic_train, height, width, seed=config.seed)
-        val = synthetic.make_scenes(config.synthetic_val, height, width, seed=config.seed + 1_000_003)
+        offsets = synthetic.SPLIT_SEED_OFFSETS
+        train = synthetic.make_scenes(config.synthetic_train, height, width, seed=offsets["train"] + config.seed)
+        val = synthetic.make_scenes(config.synthetic_val, height, width, seed=offsets["val"] + config.seed)
         print(f"  done in {time.time() - start:.1f} s")
         specs = synthetic.synthetic_tasks()
         train_ds = tf.data.Dataset.from_tensor_slices(train)
@@ -103,15 +104,14 @@ def load_data(config: RunConfig):
 def _pipelines(config: RunConfig, train_ds, val_ds, specs):
     from keras_mtcl.data import pipeline
 
+    # Without augmentation: no rescaling, flip or colour changes; crops only (to the training size).
+    plain = {} if config.augment else {"scale_range": (1.0, 1.0), "flip_probability": 0.0, "photometric": False}
     train = pipeline.train_pipeline(
-        train_ds,
-        specs,
-        batch_size=config.batch_size,
-        crop_size=tuple(config.image_size),
-        seed=config.seed,
-        augment=config.augment,
+        train_ds, specs, batch_size=config.batch_size, crop_size=tuple(config.image_size), seed=config.seed, **plain
     )
-    val = pipeline.eval_pipeline(val_ds, specs, batch_size=config.batch_size, pad_size=tuple(config.eval_size or config.image_size))
+    val = pipeline.eval_pipeline(
+        val_ds, specs, batch_size=config.batch_size, pad_size=tuple(config.eval_size or config.image_size), pad_multiple=32
+    )
     return train, val
 
 
@@ -191,7 +191,7 @@ def train(config: RunConfig) -> dict:
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         ]
-        val_for_fit = pipeline.strip_metadata(val_batches)
+        val_for_fit = pipeline.strip_meta(val_batches)
         model.fit(
             train_batches.repeat() if config.steps_per_epoch else train_batches,
             epochs=config.epochs,
@@ -220,7 +220,7 @@ def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for images, labels, meta in batches:
+    for images, labels, meta in batches.as_numpy_iterator():
         predictions = model.predict_on_batch(images)
         predictions = {k: keras.ops.convert_to_numpy(v) for k, v in predictions.items()}
         for i in range(images.shape[0]):

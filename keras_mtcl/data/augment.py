@@ -1,0 +1,553 @@
+"""Train-time augmentation of multi-task examples, as TensorFlow ops for tf.data.
+
+These ops run inside `tf.data` on every Keras backend. One random transform is
+sampled per example (from an explicit stateless seed) and applied to the image
+and to every label, each label by the rule of its task kind:
+
+| step        | image                  | classes / binary | depth             | normals            |
+|-------------|------------------------|------------------|-------------------|--------------------|
+| scale s     | bilinear               | nearest          | nearest, then / s | nearest            |
+| crop        | same window            | same window      | same window       | same window        |
+| flip        | mirrored               | mirrored         | mirrored          | mirrored, x negated|
+| photometric | distorted              | untouched        | untouched         | untouched          |
+| normalise   | (x / 255 - mean) / std | -                | -                 | -                  |
+| pad         | 0                      | ignore (255)     | 0 (invalid)       | zero vector        |
+
+The order and parameters follow the ATRC / InvPT training recipe: random scale s in [0.5, 2.0] (new size `floor(size * s)`), random
+crop (NYUD 448x576, PASCAL 512x512) retried up to 10 times until no single
+semseg class covers >= 75% of the valid pixels of the crop, horizontal flip
+with p = 0.5, photometric distortion, ImageNet normalisation, centred padding
+to the crop size (an image smaller than the crop after scaling keeps its size
+through the crop and is padded here), and ignore regions: a `human_parts` crop
+without any part pixel becomes all-ignore.
+
+Label values that mark invalid pixels survive every step: depth 0 stays 0 and
+255 stays 255 (not divided by s); normals equal to 255 keep their sign on a
+flip; the zero normal stays zero.
+
+Two deliberate, small differences from the OpenCV reference:
+labels are resampled by nearest neighbour with half-pixel centres (the same
+pixel grid as the bilinear image, where OpenCV's INTER_NEAREST is shifted by
+up to half a source pixel), and the photometric distortion works in float32
+with clipping to [0, 255] instead of truncating to uint8 after each step.
+
+Examples inside this module are dicts with `"image"` (H, W, 3) float32 and one
+label per task in its working dtype (`LABEL_DTYPES`).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Mapping, Sequence
+
+import tensorflow as tf
+
+from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_mtcl.tasks import TaskSpec
+
+# Crop sizes (height, width) of the reference recipes.
+CROP_SIZES = types.MappingProxyType({"nyud": (448, 576), "pascal": (512, 512)})
+SCALE_RANGE = (0.5, 2.0)
+FLIP_PROBABILITY = 0.5
+CAT_MAX_RATIO = 0.75
+CROP_TRIES = 10
+BRIGHTNESS_DELTA = 32.0
+CONTRAST_RANGE = (0.5, 1.5)
+SATURATION_RANGE = (0.5, 1.5)
+# Hue shift bound on OpenCV's 0..180 hue scale; shifts are integers in [-18, 17].
+HUE_DELTA = 18
+# Tasks whose crop is entirely ignored when it holds no foreground (value > 0) pixel.
+EMPTY_IGNORE_TASKS = ("human_parts",)
+
+# Dtypes labels are carried in through the augmentation and out of the pipelines.
+LABEL_DTYPES = types.MappingProxyType(
+    {"classes": tf.int32, "binary": tf.int32, "depth": tf.float32, "normals": tf.float32}
+)
+
+
+def _tasks_in(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
+    return [t for t in tasks if t.name in example]
+
+
+def to_working_dtypes(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -> dict[str, tf.Tensor]:
+    """Keeps `"image"` and the tasks' labels; image to float32, labels to `LABEL_DTYPES`.
+
+    Args:
+        example: dict with `"image"` (H, W, 3) (uint8 0..255 or float) and labels.
+        tasks: the tasks to keep; other keys are dropped.
+    """
+    out = {"image": tf.cast(example["image"], tf.float32)}
+    for task in _tasks_in(example, tasks):
+        out[task.name] = tf.cast(example[task.name], LABEL_DTYPES[task.kind])
+    return out
+
+
+def pad_value(task: TaskSpec) -> float:
+    """The value that pads a task's label: its ignore value for classes and binary, else 0."""
+    return float(task.ignore_value) if task.kind in ("classes", "binary") else 0.0
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def scale(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], factor) -> dict[str, tf.Tensor]:
+    """Resizes an example by `factor` to `floor(H * factor) x floor(W * factor)`.
+
+    The image is resized bilinearly, every label by nearest neighbour; depth is
+    divided by `factor` (an object seen `factor` times larger is that much
+    closer), except its ignore value.
+
+    Args:
+        example: dict with `"image"` (H, W, 3) float32 and labels (H, W, C).
+        tasks: specs of the labels in `example`.
+        factor: scalar scale factor (> 0).
+
+    Returns:
+        A new dict with every tensor of size (floor(H * factor), floor(W * factor)).
+    """
+    factor = tf.cast(factor, tf.float32)
+    size = tf.cast(tf.shape(example["image"])[:2], tf.float32)
+    new_size = tf.maximum(tf.cast(tf.floor(size * factor), tf.int32), 1)
+    out = dict(example)
+    out["image"] = tf.image.resize(example["image"], new_size, method="bilinear")
+    for task in _tasks_in(example, tasks):
+        label = tf.image.resize(example[task.name], new_size, method="nearest")
+        if task.kind == "depth":
+            label = tf.where(label == task.ignore_value, label, label / factor)
+        out[task.name] = label
+    return out
+
+
+def crop(example: Mapping[str, tf.Tensor], top, left, height, width) -> dict[str, tf.Tensor]:
+    """Cuts the window [top, top + height) x [left, left + width) out of every tensor."""
+    return {key: value[top : top + height, left : left + width] for key, value in example.items()}
+
+
+def _class_ratio_ok(label: tf.Tensor, ignore_value: int, max_ratio: float) -> tf.Tensor:
+    """True where at least two classes are present and none covers >= max_ratio of the valid pixels."""
+    flat = tf.reshape(label, [-1])
+    valid = tf.boolean_mask(flat, tf.logical_and(flat >= 0, flat != ignore_value))
+    counts = tf.math.bincount(valid, minlength=1, dtype=tf.int32)
+    present = tf.math.count_nonzero(counts)
+    total = tf.maximum(tf.reduce_sum(counts), 1)
+    ratio = tf.cast(tf.reduce_max(counts), tf.float32) / tf.cast(total, tf.float32)
+    return tf.logical_and(present > 1, ratio < max_ratio)
+
+
+def random_crop_window(
+    seed,
+    image_size,
+    crop_size: tuple[int, int],
+    ratio_label: tf.Tensor | None = None,
+    ratio_ignore_value: int = 255,
+    cat_max_ratio: float = CAT_MAX_RATIO,
+    tries: int = CROP_TRIES,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Samples a crop window uniformly, with the reference's class-ratio retry.
+
+    The window is `min(crop, image)` along each axis. With a `ratio_label` and
+    `cat_max_ratio < 1`, up to `tries` windows are drawn and the first one in
+    which at least two classes appear and none covers `>= cat_max_ratio` of the
+    valid pixels is kept; when all fail, one more window is drawn and kept
+    unchecked (as the reference does).
+
+    Args:
+        seed: stateless seed, shape (2,) int.
+        image_size: (H, W) of the example.
+        crop_size: (crop_height, crop_width).
+        ratio_label: optional (H, W, 1) int class map checked by the rule.
+        ratio_ignore_value: label value excluded from the class counts.
+        cat_max_ratio: largest allowed share of one class; 1 turns the rule off.
+        tries: windows checked before giving up.
+
+    Returns:
+        (top, left, height, width) int32 scalars.
+    """
+    image_size = tf.cast(image_size, tf.int32)
+    height = tf.minimum(crop_size[0], image_size[0])
+    width = tf.minimum(crop_size[1], image_size[1])
+    seeds = tf.random.split(tf.convert_to_tensor(seed), tries + 1)
+
+    def window(i):
+        # Offsets uniform over 0..max_offset inclusive.
+        max_offset = image_size - tf.stack([height, width])
+        u = tf.random.stateless_uniform([2], seeds[i])
+        offset = tf.minimum(tf.cast(u * tf.cast(max_offset + 1, tf.float32), tf.int32), max_offset)
+        return offset[0], offset[1]
+
+    if ratio_label is None or cat_max_ratio >= 1.0:
+        top, left = window(0)
+        return top, left, height, width
+
+    def rejected(i):
+        top, left = window(i)
+        patch = ratio_label[top : top + height, left : left + width]
+        return tf.logical_not(_class_ratio_ok(patch, ratio_ignore_value, cat_max_ratio))
+
+    def keep_looking(i):
+        return tf.cond(i < tries, lambda: rejected(i), lambda: tf.constant(False))
+
+    (index,) = tf.while_loop(keep_looking, lambda i: (i + 1,), (tf.constant(0),))
+    top, left = window(index)
+    return top, left, height, width
+
+
+def flip_left_right(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -> dict[str, tf.Tensor]:
+    """Mirrors every tensor horizontally; the x component of normals changes sign (255 kept)."""
+    out = {key: tf.reverse(value, axis=[1]) for key, value in example.items()}
+    for task in _tasks_in(example, tasks):
+        if task.kind == "normals":
+            normals = out[task.name]
+            x = normals[..., :1]
+            x = tf.where(x == task.ignore_value, x, -x)
+            out[task.name] = tf.concat([x, normals[..., 1:]], axis=-1)
+    return out
+
+
+def random_flip(
+    example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], seed, probability: float = FLIP_PROBABILITY
+) -> dict[str, tf.Tensor]:
+    """`flip_left_right` with probability `probability`, decided by the stateless `seed`."""
+    flip = tf.random.stateless_uniform([], seed) < probability
+    return tf.cond(flip, lambda: flip_left_right(example, tasks), lambda: dict(example))
+
+
+# ----------------------------------------------------------------------------- photometric
+
+
+def adjust_brightness(image: tf.Tensor, delta) -> tf.Tensor:
+    """Adds `delta` to every channel of a 0..255 image, clipped to [0, 255]."""
+    return tf.clip_by_value(image + tf.cast(delta, image.dtype), 0.0, 255.0)
+
+
+def adjust_contrast(image: tf.Tensor, factor) -> tf.Tensor:
+    """Multiplies a 0..255 image by `factor`, clipped to [0, 255].
+
+    This is the reference recipe's "contrast" (a gain, not a stretch around
+    the mean).
+    """
+    return tf.clip_by_value(image * tf.cast(factor, image.dtype), 0.0, 255.0)
+
+
+def adjust_saturation(image: tf.Tensor, factor) -> tf.Tensor:
+    """Multiplies the HSV saturation of a 0..255 RGB image by `factor` (clipped to [0, 1])."""
+    hsv = tf.image.rgb_to_hsv(image / 255.0)
+    s = tf.clip_by_value(hsv[..., 1:2] * tf.cast(factor, image.dtype), 0.0, 1.0)
+    hsv = tf.concat([hsv[..., :1], s, hsv[..., 2:]], axis=-1)
+    return tf.clip_by_value(tf.image.hsv_to_rgb(hsv) * 255.0, 0.0, 255.0)
+
+
+def adjust_hue(image: tf.Tensor, shift) -> tf.Tensor:
+    """Rotates the hue of a 0..255 RGB image by `shift` units of OpenCV's 0..180 scale (2 degrees each)."""
+    hsv = tf.image.rgb_to_hsv(image / 255.0)
+    h = tf.math.floormod(hsv[..., :1] + tf.cast(shift, image.dtype) / 180.0, 1.0)
+    hsv = tf.concat([h, hsv[..., 1:]], axis=-1)
+    return tf.clip_by_value(tf.image.hsv_to_rgb(hsv) * 255.0, 0.0, 255.0)
+
+
+def sample_photometric(
+    seed,
+    brightness_delta: float = BRIGHTNESS_DELTA,
+    contrast_range: tuple[float, float] = CONTRAST_RANGE,
+    saturation_range: tuple[float, float] = SATURATION_RANGE,
+    hue_delta: int = HUE_DELTA,
+) -> dict[str, tf.Tensor]:
+    """Draws the parameters of one photometric distortion from a stateless seed.
+
+    Each of brightness, contrast, saturation and hue is switched on with
+    probability 0.5; contrast goes first or last with probability 0.5.
+
+    Returns:
+        dict of scalars: `brightness_on`, `brightness` (uniform +-delta),
+        `contrast_first`, `contrast_on`, `contrast` (uniform in range),
+        `saturation_on`, `saturation` (uniform in range), `hue_on`, `hue`
+        (integer in [-hue_delta, hue_delta - 1], OpenCV units).
+    """
+    u = tf.random.stateless_uniform([9], seed)
+    hue_delta = int(hue_delta)
+    hue = tf.cast(tf.floor(u[8] * 2.0 * hue_delta), tf.int32) - hue_delta
+    hue = tf.minimum(hue, max(hue_delta - 1, 0))
+    return {
+        "brightness_on": u[0] < 0.5,
+        "brightness": (2.0 * u[1] - 1.0) * float(brightness_delta),
+        "contrast_first": u[2] < 0.5,
+        "contrast_on": u[3] < 0.5,
+        "contrast": contrast_range[0] + (contrast_range[1] - contrast_range[0]) * u[4],
+        "saturation_on": u[5] < 0.5,
+        "saturation": saturation_range[0] + (saturation_range[1] - saturation_range[0]) * u[6],
+        "hue_on": u[7] < 0.5,
+        "hue": hue,
+    }
+
+
+def apply_photometric(image: tf.Tensor, params: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    """Applies `sample_photometric` parameters to a (H, W, 3) float 0..255 image.
+
+    Order (reference): brightness, contrast if `contrast_first`, saturation,
+    hue, contrast if not `contrast_first`. Labels are never touched.
+    """
+
+    def maybe(on, fn, x):
+        return tf.cond(on, lambda: fn(x), lambda: x)
+
+    image = maybe(params["brightness_on"], lambda x: adjust_brightness(x, params["brightness"]), image)
+    contrast_on = params["contrast_on"]
+    first = params["contrast_first"]
+    image = maybe(tf.logical_and(contrast_on, first), lambda x: adjust_contrast(x, params["contrast"]), image)
+    image = maybe(params["saturation_on"], lambda x: adjust_saturation(x, params["saturation"]), image)
+    image = maybe(params["hue_on"], lambda x: adjust_hue(x, params["hue"]), image)
+    image = maybe(
+        tf.logical_and(contrast_on, tf.logical_not(first)), lambda x: adjust_contrast(x, params["contrast"]), image
+    )
+    return image
+
+
+# ----------------------------------------------------------------------------- finishing
+
+
+def normalize(image: tf.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tf.Tensor:
+    """(H, W, 3) 0..255 -> float32 (x / 255 - mean) / std."""
+    image = tf.cast(image, tf.float32) / 255.0
+    return (image - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def pad_to_size(
+    example: Mapping[str, tf.Tensor],
+    tasks: Sequence[TaskSpec],
+    size,
+    pad_values: Mapping[str, float] | None = None,
+) -> tuple[dict[str, tf.Tensor], tf.Tensor, tf.Tensor]:
+    """Pads every tensor, centred, to at least `size` (larger tensors are kept).
+
+    The extra rows and columns split as `delta // 2` before (top, left) and the
+    rest after, as in the reference.
+
+    Args:
+        example: dict with `"image"` (H, W, 3) and labels (H, W, C).
+        tasks: specs of the labels in `example`.
+        size: (height, width) to reach.
+        pad_values: optional per-key fill values overriding the defaults
+            (image 0, classes/binary their ignore value, depth 0, normals 0).
+
+    Returns:
+        (padded dict, top, left): top/left are where the original starts.
+    """
+    pad_values = dict(pad_values or {})
+    shape = tf.shape(example["image"])
+    size = tf.cast(size, tf.int32)
+    delta_h = tf.maximum(size[0] - shape[0], 0)
+    delta_w = tf.maximum(size[1] - shape[1], 0)
+    top, left = delta_h // 2, delta_w // 2
+    paddings = [[top, delta_h - top], [left, delta_w - left], [0, 0]]
+    fills = {"image": float(pad_values.get("image", 0.0))}
+    for task in _tasks_in(example, tasks):
+        fills[task.name] = float(pad_values.get(task.name, pad_value(task)))
+    out = {}
+    for key, value in example.items():
+        out[key] = tf.pad(value, paddings, constant_values=tf.cast(fills[key], value.dtype))
+    return out, top, left
+
+
+def ignore_empty(
+    example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], names: Sequence[str] = EMPTY_IGNORE_TASKS
+) -> dict[str, tf.Tensor]:
+    """Sets a label entirely to its ignore value when it has no pixel other than 0 and ignore.
+
+    This is the reference rule for human parts: an image or crop without any
+    person is not evidence of "background everywhere".
+    """
+    out = dict(example)
+    for task in _tasks_in(example, tasks):
+        if task.name not in names:
+            continue
+        label = example[task.name]
+        has_foreground = tf.reduce_any(tf.logical_and(label > 0, label != task.ignore_value))
+        ignored = tf.fill(tf.shape(label), tf.cast(task.ignore_value, label.dtype))
+        out[task.name] = tf.where(has_foreground, label, ignored)
+    return out
+
+
+# ----------------------------------------------------------------------------- options and composition
+
+
+def _pair(name, value, kind=float):
+    try:
+        pair = tuple(kind(v) for v in value)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2:
+        raise ValueError(f"`{name}` must be a pair of numbers. Received: {name}={value!r}")
+    return pair
+
+
+def check_train_options(
+    tasks: Sequence[TaskSpec],
+    crop_size,
+    scale_range=SCALE_RANGE,
+    flip_probability=FLIP_PROBABILITY,
+    cat_max_ratio=CAT_MAX_RATIO,
+    ratio_task="semseg",
+    crop_tries=CROP_TRIES,
+    brightness_delta=BRIGHTNESS_DELTA,
+    contrast_range=CONTRAST_RANGE,
+    saturation_range=SATURATION_RANGE,
+    hue_delta=HUE_DELTA,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    pad_values=None,
+) -> None:
+    """Raises `ValueError` (Keras form) for an invalid augmentation option."""
+    crop = _pair("crop_size", crop_size, int)
+    if min(crop) < 1 or tuple(crop_size) != crop:
+        raise ValueError(
+            f"`crop_size` must be two positive integers (height, width). Received: crop_size={crop_size!r}"
+        )
+    lo, hi = _pair("scale_range", scale_range)
+    if not 0 < lo <= hi:
+        raise ValueError(f"`scale_range` must satisfy 0 < min <= max. Received: scale_range={scale_range!r}")
+    if not 0.0 <= float(flip_probability) <= 1.0:
+        raise ValueError(f"`flip_probability` must be in [0, 1]. Received: flip_probability={flip_probability!r}")
+    if not 0.0 < float(cat_max_ratio) <= 1.0:
+        raise ValueError(
+            f"`cat_max_ratio` must be in (0, 1] (1 turns the rule off). Received: cat_max_ratio={cat_max_ratio!r}"
+        )
+    if ratio_task is not None and ratio_task != "semseg":
+        kinds = {t.name: t.kind for t in tasks}
+        if kinds.get(ratio_task) != "classes":
+            raise ValueError(
+                "`ratio_task` must name a `classes` task of `tasks` (or be None). "
+                f"Available: {[n for n, k in kinds.items() if k == 'classes']}. Received: ratio_task={ratio_task!r}"
+            )
+    if int(crop_tries) < 1 or int(crop_tries) != crop_tries:
+        raise ValueError(f"`crop_tries` must be a positive integer. Received: crop_tries={crop_tries!r}")
+    if float(brightness_delta) < 0:
+        raise ValueError(f"`brightness_delta` must be >= 0. Received: brightness_delta={brightness_delta!r}")
+    for name, value in (("contrast_range", contrast_range), ("saturation_range", saturation_range)):
+        lo, hi = _pair(name, value)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"`{name}` must satisfy 0 <= min <= max. Received: {name}={value!r}")
+    if int(hue_delta) != hue_delta or not 0 <= int(hue_delta) <= 90:
+        raise ValueError(
+            f"`hue_delta` must be an integer in 0..90 (OpenCV hue units). Received: hue_delta={hue_delta!r}"
+        )
+    check_normalization(mean, std)
+    check_pad_values(tasks, pad_values)
+
+
+def check_normalization(mean, std) -> None:
+    """Raises `ValueError` unless `mean` and `std` are 3 numbers each, with `std` > 0."""
+    for name, value in (("mean", mean), ("std", std)):
+        try:
+            numbers = [float(v) for v in value]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != 3 or (name == "std" and min(numbers) <= 0):
+            rule = "3 positive numbers" if name == "std" else "3 numbers"
+            raise ValueError(f"`{name}` must be {rule} (one per RGB channel, 0..1 scale). Received: {name}={value!r}")
+
+
+def check_pad_values(tasks: Sequence[TaskSpec], pad_values) -> None:
+    """Raises `ValueError` unless `pad_values` maps `"image"` or task names to numbers."""
+    if pad_values is None:
+        return
+    allowed = {"image"} | {t.name for t in tasks}
+    unknown = sorted(set(pad_values) - allowed)
+    if unknown:
+        raise ValueError(
+            f"`pad_values` keys must be 'image' or task names {sorted(allowed - {'image'})}. "
+            f"Received: pad_values={dict(pad_values)!r}"
+        )
+    for key, value in pad_values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"`pad_values` values must be numbers. Received: pad_values={dict(pad_values)!r}")
+
+
+def train_transform(
+    example: Mapping[str, tf.Tensor],
+    tasks: Sequence[TaskSpec],
+    seed,
+    crop_size: tuple[int, int],
+    scale_range: tuple[float, float] = SCALE_RANGE,
+    flip_probability: float = FLIP_PROBABILITY,
+    photometric: bool = True,
+    cat_max_ratio: float = CAT_MAX_RATIO,
+    ratio_task: str | None = "semseg",
+    crop_tries: int = CROP_TRIES,
+    brightness_delta: float = BRIGHTNESS_DELTA,
+    contrast_range: tuple[float, float] = CONTRAST_RANGE,
+    saturation_range: tuple[float, float] = SATURATION_RANGE,
+    hue_delta: int = HUE_DELTA,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    pad_values: Mapping[str, float] | None = None,
+    empty_ignore_tasks: Sequence[str] = EMPTY_IGNORE_TASKS,
+) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """The full train augmentation of one example (eager or inside `Dataset.map`).
+
+    Args:
+        example: dict with `"image"` (H, W, 3) uint8 RGB and one label per task
+            (any integer dtype for classes/binary, float for depth/normals).
+        tasks: the tasks to augment; their labels must be in `example`.
+        seed: stateless seed, shape (2,) int; the same seed gives the same output.
+        crop_size: (height, width) of the output (`CROP_SIZES`).
+        scale_range: (min, max) of the uniform random scale factor.
+        flip_probability: probability of the horizontal flip (0 turns it off).
+        photometric: whether to apply the photometric distortion.
+        cat_max_ratio: largest share of one class in the crop of `ratio_task`
+            (retried `crop_tries` times); 1 turns the rule off.
+        ratio_task: the `classes` task the rule checks; the default `"semseg"`
+            turns the rule off when there is no semseg task.
+        crop_tries: crop windows checked by the class-ratio rule.
+        brightness_delta: brightness shift bound (0..255 scale).
+        contrast_range: range of the contrast gain.
+        saturation_range: range of the saturation factor.
+        hue_delta: hue shift bound in OpenCV units (0..180 per turn).
+        mean: per-channel mean on the 0..1 scale (ImageNet by default).
+        std: per-channel std on the 0..1 scale.
+        pad_values: optional per-key fill values of the padding
+            (defaults: image 0, classes/binary ignore, depth 0, normals 0).
+        empty_ignore_tasks: tasks whose crop becomes all-ignore when it holds
+            no foreground pixel.
+
+    Returns:
+        (image, labels): image (crop_h, crop_w, 3) float32 normalised; labels
+        {task: (crop_h, crop_w, C)} in `LABEL_DTYPES`.
+    """
+    check_train_options(
+        tasks, crop_size, scale_range, flip_probability, cat_max_ratio, ratio_task, crop_tries,
+        brightness_delta, contrast_range, saturation_range, hue_delta, mean, std, pad_values,
+    )  # fmt: skip
+    crop_size = (int(crop_size[0]), int(crop_size[1]))
+    seeds = tf.random.split(tf.convert_to_tensor(seed), 4)
+    example = to_working_dtypes(example, tasks)
+
+    factor = tf.random.stateless_uniform([], seeds[0], minval=float(scale_range[0]), maxval=float(scale_range[1]))
+    if scale_range[0] == scale_range[1]:
+        factor = tf.constant(float(scale_range[0]))
+    example = scale(example, tasks, factor)
+
+    ratio_spec = next((t for t in tasks if t.name == ratio_task and t.kind == "classes"), None)
+    ratio_label = example[ratio_spec.name] if ratio_spec is not None else None
+    top, left, height, width = random_crop_window(
+        seeds[1],
+        tf.shape(example["image"])[:2],
+        crop_size,
+        ratio_label=ratio_label,
+        ratio_ignore_value=ratio_spec.ignore_value if ratio_spec is not None else 255,
+        cat_max_ratio=float(cat_max_ratio),
+        tries=int(crop_tries),
+    )
+    example = crop(example, top, left, height, width)
+
+    if flip_probability > 0:
+        example = random_flip(example, tasks, seeds[2], flip_probability)
+    if photometric:
+        params = sample_photometric(seeds[3], brightness_delta, contrast_range, saturation_range, hue_delta)
+        example["image"] = apply_photometric(example["image"], params)
+    example["image"] = normalize(example["image"], mean, std)
+    example, _, _ = pad_to_size(example, tasks, crop_size, pad_values)
+    example = ignore_empty(example, tasks, empty_ignore_tasks)
+
+    image = tf.ensure_shape(example.pop("image"), (*crop_size, 3))
+    labels = {t.name: tf.ensure_shape(example[t.name], (*crop_size, t.label_channels)) for t in tasks}
+    return image, labels

@@ -1,0 +1,505 @@
+"""Custom multi-task datasets from a folder and a JSON manifest, as a tfds builder.
+
+A dataset root holds `images/`, one folder per task and a `manifest.json` that
+describes them. Example root:
+
+```
+my_rooms/
+  manifest.json
+  images/room_0.png ...
+  semseg/room_0.png ...        # class ids, 9 = ignore
+  depth/room_0.npy ...         # float metres
+  splits/train.txt, splits/val.txt
+```
+
+and its `manifest.json`:
+
+```json
+{
+  "name": "my_rooms",
+  "version": "1.0.0",
+  "images": {"dir": "images", "format": "png"},
+  "tasks": {
+    "semseg": {"kind": "classes", "num_classes": 5, "dir": "semseg", "format": "png", "ignore_value": 9},
+    "depth": {"kind": "depth", "dir": "depth", "format": "npy"}
+  },
+  "splits": {"train": "splits/train.txt", "val": "splits/val.txt"}
+}
+```
+
+Manifest fields (unknown fields are refused):
+
+- `name` (required): dataset name, letters, digits, `_` and `-`; the tfds
+  config name, so the data is written to `data_dir/multi_task_folder/<name>/<version>`.
+- `version` (default `"1.0.0"`): `MAJOR.MINOR.PATCH`; bump it when the files change.
+- `images`: `dir` (default `"images"`) and `format`, `"png"` or `"jpg"`
+  (default `"png"`). File `<dir>/<id>.<format>`, read as RGB.
+- `tasks` (required, at least one): {task name: entry}. A name is lower case
+  letters, digits and `_`, starting with a letter; the standard names
+  (`semseg`, `depth`, `normals`, `edge`, `saliency`, `human_parts`) get their
+  standard losses and weights in `task_specs`. Each entry has
+  - `kind` (required): `"classes"`, `"depth"`, `"normals"` or `"binary"`.
+  - `dir` (default: the task name) and `format`: `"png"` or `"npy"` (default
+    `"png"`, `"npy"` for depth). File `<dir>/<id>.<format>`.
+  - classes: `num_classes` (required, 2..255); `ignore_value` (stored value
+    of ignored pixels, default 255, `null` for none); `zero_is_ignore`
+    (default false: stored 0 is unlabelled and stored k is class k - 1, the
+    NYUD-v2 encoding).
+  - depth: `scale` (stored units per metre, default 1; e.g. 1000 for 16-bit
+    PNG in millimetres). 0 = invalid.
+  - normals: PNG is 8-bit (`2 * x / 255 - 1`); NPY holds (H, W, 3) floats in
+    [-1, 1]. The zero vector = invalid.
+  - binary: `positive_value` (default 255 for PNG, 1 for NPY) and
+    `ignore_value` (default `null`); other stored values are 0.
+- `splits` (optional): {split name: split file}, one id per line. Without it,
+  every image forms the split `"train"`.
+
+Every path in the manifest is relative to the dataset root and must stay in
+it: absolute paths, `..` and symbolic links that lead outside the root are
+refused with `PathEscapeError`, and so are data files that are links leading
+outside it.
+
+Examples hold `"image"`, `"id"` and one label per task in the conventions of
+`keras_mtcl.tasks` (see `keras_mtcl.data.decode`).
+
+Example:
+```python
+from keras_mtcl.data import folder
+builder = folder.prepare("/data/my_rooms", data_dir="/data/tfds")
+train = folder.load_split(builder, "train")
+specs = folder.task_specs(folder.read_manifest("/data/my_rooms"))
+```
+or `python -m keras_mtcl.data.folder --root /data/my_rooms --data_dir /data/tfds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import re
+import types
+from typing import Any, Iterator, Mapping, Sequence
+
+import tensorflow_datasets as tfds
+
+from keras_mtcl import tasks as task_lib
+from keras_mtcl.data import decode
+from keras_mtcl.data.decode import (
+    ManifestError,
+    MissingManualDownloadError,
+    PathEscapeError,
+    PathLike,
+    listing,
+)
+
+MANIFEST_NAME = "manifest.json"
+IMAGE_FORMATS = ("png", "jpg")
+LABEL_FORMATS = ("png", "npy")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_TOP_KEYS = {"name", "version", "images", "tasks", "splits"}
+_TASK_KEYS = {
+    "classes": {"kind", "dir", "format", "num_classes", "ignore_value", "zero_is_ignore"},
+    "depth": {"kind", "dir", "format", "scale"},
+    "normals": {"kind", "dir", "format"},
+    "binary": {"kind", "dir", "format", "positive_value", "ignore_value"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskEntry:
+    """One task of a manifest (fields as in the module docstring, defaults filled in)."""
+
+    name: str
+    kind: str
+    dir: str
+    format: str
+    num_classes: int | None = None
+    ignore_value: int | None = None
+    zero_is_ignore: bool = False
+    scale: float = 1.0
+    positive_value: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """A validated manifest (`read_manifest`)."""
+
+    name: str
+    version: str
+    image_dir: str
+    image_format: str
+    tasks: Mapping[str, TaskEntry]
+    splits: Mapping[str, str] | None
+
+
+def _fail(path, message: str) -> ManifestError:
+    return ManifestError(f"Manifest {path}: {message}")
+
+
+def _check_keys(path, where: str, entry: Mapping, allowed: set, required: Sequence[str] = ()) -> None:
+    if not isinstance(entry, Mapping):
+        raise _fail(path, f"{where} must be a JSON object. Received: {where}={entry!r}")
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise _fail(path, f"{where} has unknown fields {unknown}; allowed: {sorted(allowed)}.")
+    missing = [k for k in required if k not in entry]
+    if missing:
+        raise _fail(path, f"{where} lacks the required fields {missing}.")
+
+
+def _int_field(path, where: str, value: Any, low: int, high: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _fail(path, f"{where} must be an integer in {low}..{high}. Received: {where}={value!r}")
+    return value
+
+
+def _task_entry(path, name: str, entry: Any) -> TaskEntry:
+    where = f"tasks.{name}"
+    if not isinstance(name, str) or not _TASK_NAME.match(name) or name in ("image", "id") + task_lib.RESERVED_NAMES:
+        raise _fail(path, f"task names are lower case letters, digits and '_' (not 'image', 'id' or "
+                    f"{list(task_lib.RESERVED_NAMES)}). Received: name={name!r}")
+    if not isinstance(entry, Mapping) or entry.get("kind") not in _TASK_KEYS:
+        kind = entry.get("kind") if isinstance(entry, Mapping) else None
+        raise _fail(path, f"{where}.kind must be one of {list(_TASK_KEYS)}. Received: kind={kind!r}")
+    kind = entry["kind"]
+    _check_keys(path, where, entry, _TASK_KEYS[kind], ["kind"] + (["num_classes"] if kind == "classes" else []))
+    fmt = entry.get("format", "npy" if kind == "depth" else "png")
+    if fmt not in LABEL_FORMATS:
+        raise _fail(path, f"{where}.format must be one of {list(LABEL_FORMATS)}. Received: format={fmt!r}")
+    folder = entry.get("dir", name)
+    if not isinstance(folder, str) or not folder:
+        raise _fail(path, f"{where}.dir must be a non-empty relative path. Received: dir={folder!r}")
+    fields: dict[str, Any] = {"name": name, "kind": kind, "dir": folder, "format": fmt}
+    if kind == "classes":
+        fields["num_classes"] = _int_field(path, f"{where}.num_classes", entry["num_classes"], 2, 255)
+        fields["ignore_value"] = _int_field(path, f"{where}.ignore_value", entry.get("ignore_value", 255), 0,
+                                            65535, allow_none=True)
+        zero = entry.get("zero_is_ignore", False)
+        if not isinstance(zero, bool):
+            raise _fail(path, f"{where}.zero_is_ignore must be true or false. Received: zero_is_ignore={zero!r}")
+        fields["zero_is_ignore"] = zero
+        if fields["ignore_value"] is not None and fields["ignore_value"] < fields["num_classes"] + zero:
+            raise _fail(path, f"{where}.ignore_value must not be a class id (0..{fields['num_classes'] - 1 + zero}"
+                        f" are stored classes). Received: ignore_value={fields['ignore_value']}")
+    elif kind == "depth":
+        scale = entry.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise _fail(path, f"{where}.scale must be a number > 0 (stored units per metre). Received: scale={scale!r}")
+        fields["scale"] = float(scale)
+    elif kind == "binary":
+        default = 255 if fmt == "png" else 1
+        fields["positive_value"] = _int_field(path, f"{where}.positive_value", entry.get("positive_value", default),
+                                              1, 65535)
+        fields["ignore_value"] = _int_field(path, f"{where}.ignore_value", entry.get("ignore_value"), 0, 65535,
+                                            allow_none=True)
+        if fields["ignore_value"] in (0, fields["positive_value"]):
+            raise _fail(path, f"{where}.ignore_value must differ from 0 and positive_value. "
+                        f"Received: ignore_value={fields['ignore_value']}")
+    return TaskEntry(**fields)
+
+
+def parse_manifest(data: Any, path: PathLike = MANIFEST_NAME) -> Manifest:
+    """Validates manifest contents (a parsed JSON object); see the module docstring.
+
+    Raises:
+        ManifestError: naming the manifest, the field and what was expected.
+    """
+    _check_keys(path, "the manifest", data, _TOP_KEYS, ["name", "tasks"])
+    name = data["name"]
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail(path, f"name must be letters, digits, '_' and '-' (it names the tfds config). "
+                    f"Received: name={name!r}")
+    version = data.get("version", "1.0.0")
+    if not isinstance(version, str) or not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise _fail(path, f"version must look like '1.0.0'. Received: version={version!r}")
+    images = data.get("images", {})
+    _check_keys(path, "images", images, {"dir", "format"})
+    image_dir = images.get("dir", "images")
+    image_format = images.get("format", "png")
+    if not isinstance(image_dir, str) or not image_dir:
+        raise _fail(path, f"images.dir must be a non-empty relative path. Received: dir={image_dir!r}")
+    if image_format not in IMAGE_FORMATS:
+        raise _fail(path, f"images.format must be one of {list(IMAGE_FORMATS)}. Received: format={image_format!r}")
+    tasks = data["tasks"]
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise _fail(path, f"tasks must be a non-empty object {{task name: entry}}. Received: tasks={tasks!r}")
+    entries = {n: _task_entry(path, n, e) for n, e in tasks.items()}
+    splits = data.get("splits")
+    if splits is not None:
+        if not isinstance(splits, Mapping) or not splits:
+            raise _fail(path, "splits must be a non-empty object {split name: split file}. "
+                        f"Received: splits={splits!r}")
+        for split, file in splits.items():
+            if not _SPLIT_NAME.match(split):
+                raise _fail(path, f"split names are letters, digits and '_'. Received: split={split!r}")
+            if not isinstance(file, str) or not file:
+                raise _fail(path, f"splits.{split} must be a relative path. Received: {split}={file!r}")
+        splits = types.MappingProxyType(dict(splits))
+    return Manifest(name, version, image_dir, image_format, types.MappingProxyType(entries), splits)
+
+
+def resolve_inside(root: PathLike, relative: str, what: str) -> pathlib.Path:
+    """`root / relative`, refusing anything that leads outside `root`.
+
+    Args:
+        root: the dataset root.
+        relative: a relative path from the manifest.
+        what: the manifest field, for the error message.
+
+    Raises:
+        PathEscapeError: for an absolute path, a `..` component, or a path
+            whose resolved location (following symbolic links) is outside `root`.
+    """
+    root = pathlib.Path(root)
+    pure = pathlib.PurePosixPath(relative.replace("\\", "/"))
+    if pure.is_absolute() or pathlib.PureWindowsPath(relative).drive or ".." in pure.parts:
+        raise PathEscapeError(
+            f"The manifest path {what} must be relative to the dataset root {root} and must not contain '..'. "
+            f"Received: {what}={relative!r}"
+        )
+    path = root.joinpath(*pure.parts)
+    real, real_root = path.resolve(), root.resolve()
+    if not real.is_relative_to(real_root):
+        raise PathEscapeError(
+            f"The manifest path {what} resolves to {real}, outside the dataset root {real_root} "
+            f"(through a symbolic link). Copy the data into the root instead. Received: {what}={relative!r}"
+        )
+    return path
+
+
+def read_manifest(root: PathLike) -> Manifest:
+    """Reads and validates `root/manifest.json`, including that its paths stay in `root`.
+
+    Raises:
+        MissingManualDownloadError: if the root or the manifest does not exist.
+        ManifestError: if the manifest is not valid JSON or not valid (see
+            `parse_manifest`); `PathEscapeError` for a path leading outside.
+    """
+    root = pathlib.Path(root)
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise MissingManualDownloadError(
+            f"No {MANIFEST_NAME} in the dataset root {root}. Write one describing images/ and the task "
+            "folders (format in the docstring of keras_mtcl.data.folder)."
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ManifestError(f"Manifest {path} is not valid JSON: {error}.") from error
+    manifest = parse_manifest(data, path)
+    resolve_inside(root, manifest.image_dir, "images.dir")
+    for entry in manifest.tasks.values():
+        resolve_inside(root, entry.dir, f"tasks.{entry.name}.dir")
+    for split, file in (manifest.splits or {}).items():
+        resolve_inside(root, file, f"splits.{split}")
+    return manifest
+
+
+def task_specs(manifest: Manifest) -> list[task_lib.TaskSpec]:
+    """`TaskSpec`s of a manifest's tasks: standard names keep their losses and weights."""
+    specs = []
+    for entry in manifest.tasks.values():
+        if entry.name in task_lib.TASK_BUILDERS and task_lib.get_task(entry.name).kind == entry.kind:
+            kwargs = {"num_classes": entry.num_classes} if entry.kind == "classes" else {}
+            specs.append(task_lib.get_task(entry.name, **kwargs))
+            continue
+        channels = {"classes": entry.num_classes, "depth": 1, "normals": 3, "binary": 1}[entry.kind]
+        loss = {"classes": "cross_entropy", "depth": "depth_l1", "normals": "normals_l1", "binary": "balanced_bce"}
+        specs.append(task_lib.TaskSpec(name=entry.name, kind=entry.kind, channels=channels, loss=loss[entry.kind],
+                                       higher_is_better=entry.kind in ("classes", "binary")))
+    return specs
+
+
+def decode_label(entry: TaskEntry, path: PathLike) -> Any:
+    """Reads and decodes one label file of a manifest task into the package conventions."""
+    raw = decode.read_npy(path) if entry.format == "npy" else decode.read_png(path)
+    if entry.kind == "classes":
+        return decode.decode_classes(raw, path, entry.num_classes, entry.name, ignore_value=entry.ignore_value,
+                                     zero_is_ignore=entry.zero_is_ignore)
+    if entry.kind == "depth":
+        return decode.decode_depth(raw, path, scale=entry.scale)
+    if entry.kind == "normals":
+        if entry.format == "npy":
+            return decode.decode_normals_float(raw, path)
+        return decode.decode_normals_8bit(raw, path)
+    return decode.decode_binary(raw, path, entry.name, positive=entry.positive_value, ignore_value=entry.ignore_value)
+
+
+def _files(root: pathlib.Path, manifest: Manifest, image_id: str) -> dict[str, pathlib.Path]:
+    files = {"image": root / manifest.image_dir / f"{image_id}.{manifest.image_format}"}
+    for entry in manifest.tasks.values():
+        files[entry.name] = root / entry.dir / f"{image_id}.{entry.format}"
+    return files
+
+
+def read_example(root: PathLike, manifest: Manifest, image_id: str) -> dict:
+    """Reads one example as numpy arrays: {"image": (H, W, 3) uint8, "id": str, task: label}."""
+    root = pathlib.Path(root)
+    files = _files(root, manifest, image_id)
+    image = decode.read_rgb(files["image"])
+    example = {"image": image, "id": image_id}
+    for entry in manifest.tasks.values():
+        path = files[entry.name]
+        example[entry.name] = decode.fit_to_image(decode_label(entry, path), image.shape, path, entry.name)
+    return example
+
+
+def read_splits(root: PathLike, manifest: Manifest) -> dict[str, list[str]]:
+    """{split: ids}; without `splits` in the manifest, every image is in `"train"`."""
+    root = pathlib.Path(root)
+    if manifest.splits is None:
+        image_dir = root / manifest.image_dir
+        if not image_dir.is_dir():
+            raise MissingManualDownloadError(f"Image folder {image_dir} (images.dir) not found.")
+        suffix = f".{manifest.image_format}"
+        ids = sorted(p.stem for p in image_dir.iterdir() if p.suffix.lower() == suffix and not p.name.startswith("."))
+        splits = {"train": ids}
+    else:
+        splits = {s: decode.read_split_file(resolve_inside(root, f, f"splits.{s}")) for s, f in manifest.splits.items()}
+    if not any(splits.values()):
+        raise decode.EmptySplitError(
+            f"The dataset {root} has no examples: every split is empty. List one image id per line in the split files."
+        )
+    return splits
+
+
+def check_files(root: PathLike, manifest: Manifest, ids: Sequence[str]) -> None:
+    """Checks that every file of `ids` exists and stays inside `root`.
+
+    Raises:
+        MissingManualDownloadError: naming the missing files.
+        PathEscapeError: naming a file that is a link leading outside `root`.
+    """
+    root = pathlib.Path(root)
+    real_root = root.resolve()
+    paths = [p for i in ids for p in _files(root, manifest, i).values()]
+    missing = decode.missing_files(paths)
+    if missing:
+        expected = [f"{manifest.image_dir}/<id>.{manifest.image_format}"]
+        expected += [f"{e.dir}/<id>.{e.format}" for e in manifest.tasks.values()]
+        raise MissingManualDownloadError(
+            f"{len(missing)} file(s) of the dataset {root} are missing: {listing(missing)}. The manifest expects, "
+            f"for every id of the splits: {', '.join(expected)}."
+        )
+    outside = [p for p in paths if not p.resolve().is_relative_to(real_root)]
+    if outside:
+        raise PathEscapeError(
+            f"Files of the dataset {root} are symbolic links leading outside the root: {listing(outside)}. "
+            "Copy the data into the root instead."
+        )
+
+
+@dataclasses.dataclass(eq=False)
+class FolderConfig(tfds.core.BuilderConfig):
+    """A custom folder's config: its validated manifest."""
+
+    manifest: Manifest | None = None
+
+
+class MultiTaskFolder(tfds.core.GeneratorBasedBuilder):
+    """A user's multi-task dataset described by a manifest; build it with `folder.prepare`."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Custom folders described by manifest.json."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Pass the dataset root (the folder holding manifest.json, images/ and one folder per task) as "
+        "`manual_dir`; the manifest format is in the docstring of keras_mtcl.data.folder."
+    )
+
+    @property
+    def manifest(self) -> Manifest:
+        manifest = getattr(self.builder_config, "manifest", None)
+        if manifest is None:
+            raise ValueError(
+                "MultiTaskFolder needs a FolderConfig with a manifest: use `folder.prepare(root, data_dir)`. "
+                f"Received: config={self.builder_config!r}"
+            )
+        return manifest
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks of this dataset's examples, in manifest order."""
+        return tuple(self.manifest.tasks)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"Custom multi-task folder {self.manifest.name!r} with tasks {list(self.tasks)}.",
+            features=decode.features_for({n: e.kind for n, e in self.manifest.tasks.items()}),
+            metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager):
+        try:
+            root = pathlib.Path(str(dl_manager.manual_dir))
+        except AssertionError as error:  # tfds: manual_dir missing or empty
+            raise MissingManualDownloadError(f"{error}") from error
+        splits = read_splits(root, self.manifest)
+        for ids in splits.values():
+            check_files(root, self.manifest, ids)
+        empty = [s for s, ids in splits.items() if not ids]
+        for split in empty:
+            decode.logger.warning("Split %r of %s is empty: it is not generated.", split, root)
+        self.info.metadata.update(
+            {
+                "tasks": list(self.tasks),
+                "kinds": {n: e.kind for n, e in self.manifest.tasks.items()},
+                "num_classes": {n: e.num_classes for n, e in self.manifest.tasks.items() if e.kind == "classes"},
+                "empty_splits": empty,
+            }
+        )
+        return {s: self._generate_examples(root, ids) for s, ids in splits.items() if ids}
+
+    def _generate_examples(self, root, ids) -> Iterator[tuple[str, dict]]:
+        kinds = {n: e.kind for n, e in self.manifest.tasks.items()}
+        for image_id in ids:
+            yield image_id, decode.to_tfds_example(read_example(root, self.manifest, image_id), kinds)
+
+
+def prepare(root: PathLike, data_dir: PathLike, overwrite: bool = False) -> MultiTaskFolder:
+    """Builds a custom folder into `data_dir` (offline) and returns the builder.
+
+    Args:
+        root: the dataset root holding `manifest.json`.
+        data_dir: where tfds writes the prepared dataset.
+        overwrite: rebuild even if this name and version were already prepared.
+
+    Raises:
+        MissingManualDownloadError, ManifestError, PathEscapeError, and the
+        label errors of `keras_mtcl.data.decode`.
+    """
+    root = pathlib.Path(root)
+    manifest = read_manifest(root)
+    config = FolderConfig(name=manifest.name, version=manifest.version, manifest=manifest,
+                          description=f"Custom folder {manifest.name}.")
+    builder = MultiTaskFolder(data_dir=str(data_dir), config=config)
+    decode.download_and_prepare(builder, root, overwrite=overwrite)
+    return builder
+
+
+def load_split(builder: MultiTaskFolder, split: str, shuffle_files: bool = False):
+    """The `tf.data.Dataset` of one split; see `keras_mtcl.data.decode.load_split`."""
+    return decode.load_split(builder, split, shuffle_files=shuffle_files)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Command line: prepare a custom folder."""
+    parser = argparse.ArgumentParser(description="Prepare a custom multi-task folder (tfds) from its manifest.")
+    parser.add_argument("--root", required=True, help="Dataset root holding manifest.json.")
+    parser.add_argument("--data_dir", required=True, help="Where the prepared dataset is written.")
+    parser.add_argument("--overwrite", action="store_true", help="Rebuild an already prepared version.")
+    args = parser.parse_args(argv)
+    builder = prepare(args.root, args.data_dir, args.overwrite)
+    splits = {name: info.num_examples for name, info in builder.info.splits.items()}
+    print(f"{builder.info.full_name}: tasks {list(builder.tasks)}, splits {splits}, in {builder.data_dir}")
+
+
+if __name__ == "__main__":
+    main()
