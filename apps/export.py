@@ -43,7 +43,9 @@ def main(argv=None) -> int:
 
     from keras_mtcl import export
 
-    model = keras.saving.load_model(model_path, compile=False)
+    from keras_mtcl.model import load_model
+
+    model = load_model(model_path, compile=False)
     version_dir = export.export_for_serving(
         model,
         args.serving_root,

@@ -55,7 +55,9 @@ def main(argv=None) -> int:
     from keras_mtcl.inference import predict_image
     from keras_mtcl.visualize import prediction_panel
 
-    model = keras.saving.load_model(args.model, compile=False)
+    from keras_mtcl.model import load_model
+
+    model = load_model(args.model, compile=False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(files, 1):

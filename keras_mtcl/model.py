@@ -191,8 +191,20 @@ class MultiTaskModel(keras.Model):
         return scale_loss_for_distribution(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        predictions, _, _ = self._split_outputs(y_pred)
-        return super().compute_metrics(x, y, predictions, sample_weight)
+        predictions, features, _ = self._split_outputs(y_pred)
+        results = super().compute_metrics(x, y, predictions, sample_weight)
+        if features is None:
+            # Evaluation: the regularizer and deep supervision do not run, so their trackers say nothing.
+            training_only = {m.name for m in self._training_only_trackers()}
+            results = {name: value for name, value in results.items() if name not in training_only}
+        return results
+
+    def _training_only_trackers(self) -> list:
+        trackers = list(getattr(self, "contrastive_trackers", []))
+        for name in ("triplet_fraction_tracker", "auxiliary_loss_tracker"):
+            if hasattr(self, name):
+                trackers.append(getattr(self, name))
+        return trackers
 
     def get_config(self):
         return {
@@ -216,3 +228,19 @@ class MultiTaskModel(keras.Model):
             config["contrastive"] = keras.saving.deserialize_keras_object(config["contrastive"])
         config["tasks"] = [TaskSpec.from_config(t) for t in config["tasks"]]
         return cls(**config)
+
+
+def load_model(path, compile: bool = True) -> MultiTaskModel:
+    """Loads a `.keras` file written by `MultiTaskModel.save`, on any backend.
+
+    Imports every module that registers serialisable classes (decoders,
+    backbones' layers, the regularizer) first, so a fresh process can load it.
+    """
+    import importlib
+
+    from keras_mtcl import backbones, decoders
+
+    importlib.import_module("keras_mtcl.contrastive")
+    decoders.list_decoders()
+    backbones.list_backbones()
+    return keras.saving.load_model(path, compile=compile)

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 
 from keras_mtcl import backbones
+from keras_mtcl.evaluation import evaluate_model, format_table
+from keras_mtcl.metrics import task_metrics
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.presets import RunConfig
 from keras_mtcl.tasks import TaskSpec
@@ -69,35 +71,22 @@ def load_data(config: RunConfig):
 
     Examples are in the package's example format (`keras_mtcl.data`).
     """
-    import tensorflow as tf
+    from keras_mtcl.data.sources import open_split
 
+    common = dict(
+        manual_dir=config.manual_dir,
+        data_dir=config.data_dir,
+        tasks=config.tasks,
+        synthetic_size=config.synthetic_size,
+        seed=config.seed,
+    )
+    start = time.time()
     if config.dataset == "synthetic":
-        from keras_mtcl.data import synthetic
-
         height, width = config.synthetic_size
         print(f"Rendering {config.synthetic_train} + {config.synthetic_val} synthetic scenes at {height}x{width} ...")
-        start = time.time()
-        offsets = synthetic.SPLIT_SEED_OFFSETS
-        train = synthetic.make_scenes(config.synthetic_train, height, width, seed=offsets["train"] + config.seed)
-        val = synthetic.make_scenes(config.synthetic_val, height, width, seed=offsets["val"] + config.seed)
-        print(f"  done in {time.time() - start:.1f} s")
-        specs = synthetic.synthetic_tasks()
-        train_ds = tf.data.Dataset.from_tensor_slices(train)
-        val_ds = tf.data.Dataset.from_tensor_slices(val)
-    else:
-        raise ValueError(
-            f"Dataset {config.dataset!r} is read through its tfds builder: prepare it first (see README, Datasets). "
-            f"Received: dataset={config.dataset!r}"
-        )
-    if config.tasks:
-        by_name = {t.name: t for t in specs}
-        missing = [name for name in config.tasks if name not in by_name]
-        if missing:
-            raise ValueError(
-                f"Tasks {missing} are not in the {config.dataset!r} dataset, which has {sorted(by_name)}. "
-                f"Received: tasks={list(config.tasks)}"
-            )
-        specs = [by_name[name] for name in config.tasks]
+    train_ds, specs = open_split(config.dataset, "train", synthetic_count=config.synthetic_train, **common)
+    val_ds, _ = open_split(config.dataset, "val", synthetic_count=config.synthetic_val, **common)
+    print(f"Data ready in {time.time() - start:.1f} s: tasks {[t.name for t in specs]}")
     return train_ds, val_ds, specs
 
 
@@ -179,7 +168,11 @@ def train(config: RunConfig) -> dict:
     scope = data_parallel() if config.distribute else contextlib.nullcontext(1)
     with scope as replicas:
         model = build_model(config, specs)
-        model.compile(optimizer=build_optimizer(config, steps_per_epoch * config.epochs))
+        model.compile(
+            optimizer=build_optimizer(config, steps_per_epoch * config.epochs),
+            # Streaming validation metrics per task (Keras prefixes them with the task name).
+            metrics={t.name: task_metrics(t, prefix=False) for t in specs},
+        )
         print(
             f"Model: backbone {config.backbone}, framework {config.framework}, tasks {[t.name for t in specs]}, "
             f"{model.count_params():,} parameters, regularizer {'on' if config.contrastive else 'off'}, "
@@ -199,13 +192,15 @@ def train(config: RunConfig) -> dict:
             validation_data=val_for_fit,
             callbacks=callbacks,
             verbose=2 if os.environ.get("CI") else "auto",
+            shuffle=False,  # the pipeline shuffles
         )
     model_path = run_dir / "model.keras"
     model.save(model_path)
-    metrics = {k: float(v) for k, v in model.evaluate(val_for_fit, verbose=0, return_dict=True).items()}
+    print("Evaluating on the validation split (reference protocol, boundaries included) ...")
+    metrics = evaluate_model(model, val_batches, specs, edge_dataset="pascal" if config.dataset == "pascal" else "nyud")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     pictures = write_pictures(model, val_batches, specs, run_dir / "pictures", config.num_pictures)
-    print(f"Validation: {json.dumps(metrics, sort_keys=True)}")
+    print(format_table({k: v for k, v in metrics.items() if not isinstance(v, list)}))
     print(f"Wrote: model {model_path}, checkpoints {run_dir / 'checkpoints'}, logs {run_dir / 'logs'}, "
           f"history {run_dir / 'history.csv'}, metrics {run_dir / 'metrics.json'}, pictures {run_dir / 'pictures'}")
     return {"run_dir": str(run_dir), "model": str(model_path), "metrics": metrics, "pictures": pictures}

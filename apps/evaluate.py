@@ -1,0 +1,94 @@
+"""Evaluate a saved model on a dataset split with the reference metrics; write a JSON report.
+
+    python apps/evaluate.py runs/quickstart/model.keras --dataset synthetic
+    python apps/evaluate.py model.keras --dataset nyud --manual-dir /data/NYUD_MT --data-dir ~/tensorflow_datasets \\
+        --baselines single_semseg.json single_depth.json --save-edges edges/
+
+Predicts at the padded size, crops each prediction back to its image's
+original size, accumulates every metric of the tasks present over the whole
+split (mIoU, depth RMSE, normals angles, saliency maxF, boundary odsF/oisF/AP)
+and prints a table. `--baselines` (reports of single-task models) adds
+delta_m; `--save-edges` writes 8-bit boundary PNGs for the MATLAB SEISM toolbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a .keras model file")
+    parser.add_argument("--dataset", default="synthetic", choices=["synthetic", "nyud", "pascal", "folder"])
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--manual-dir", default="", help="the downloaded dataset (or custom folder)")
+    parser.add_argument("--data-dir", default="", help="tfds data_dir (default ~/tensorflow_datasets)")
+    parser.add_argument("--tasks", default="", help="comma-separated subset of the model's tasks")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--pad-size", type=int, nargs=2, metavar=("H", "W"), help="pad images to at least this size")
+    parser.add_argument("--pad-multiple", type=int, default=32, help="then to a multiple of this")
+    parser.add_argument("--synthetic-size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
+    parser.add_argument("--synthetic-count", type=int, default=24)
+    parser.add_argument("--edge-tolerance", default=None, choices=["nyud", "pascal"],
+                        help="boundary maxDist preset (default: pascal for PASCAL, else nyud)")
+    parser.add_argument("--baselines", nargs="*", default=[], help="single-task reports for delta_m")
+    parser.add_argument("--save-edges", help="folder for 8-bit boundary PNGs")
+    parser.add_argument("--workers", type=int, default=None, help="processes for the boundary benchmark")
+    parser.add_argument("--output", help="report path (default: <model folder>/evaluation_<dataset>_<split>.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        print(f"error: no model file at {model_path}; train one with apps/train.py first.", file=sys.stderr)
+        return 2
+    import keras
+
+    from keras_mtcl import evaluation, metrics
+    from keras_mtcl.data import pipeline
+    from keras_mtcl.data.sources import open_split
+
+    from keras_mtcl.model import load_model
+
+    model = load_model(model_path, compile=False)
+    examples, data_specs = open_split(
+        args.dataset, args.split, manual_dir=args.manual_dir, data_dir=args.data_dir,
+        synthetic_size=args.synthetic_size, synthetic_count=args.synthetic_count,
+    )
+    wanted = [n for n in args.tasks.split(",") if n] or model.task_names
+    available = {t.name for t in data_specs}
+    missing = [n for n in wanted if n not in available or n not in model.task_names]
+    if missing:
+        print(f"error: tasks {missing} are not both predicted by the model ({model.task_names}) and labelled "
+              f"in the dataset ({sorted(available)}); choose --tasks from their intersection.", file=sys.stderr)
+        return 2
+    specs = [t for t in model.task_specs if t.name in wanted]
+    batches = pipeline.eval_pipeline(
+        examples, specs, batch_size=args.batch_size,
+        pad_size=tuple(args.pad_size) if args.pad_size else None, pad_multiple=args.pad_multiple,
+    )
+    tolerance = args.edge_tolerance or ("pascal" if args.dataset == "pascal" else "nyud")
+    results = evaluation.evaluate_model(
+        model, batches, specs, edge_dataset=tolerance, save_edges=args.save_edges, workers=args.workers
+    )
+    report = {"model": str(model_path), "dataset": args.dataset, "split": args.split, "metrics": results}
+    if args.baselines:
+        report["delta_m"] = metrics.delta_m(results, evaluation.load_baselines(args.baselines))
+    output = Path(args.output or model_path.parent / f"evaluation_{args.dataset}_{args.split}.json")
+    output.write_text(json.dumps(report, indent=2))
+    print(evaluation.format_table(results))
+    if "delta_m" in report:
+        print(f"delta_m  {report['delta_m']['delta_m']:+.2f} %")
+    print(f"Report: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""One entry point from a dataset name to a split of examples and its task specs."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import tensorflow as tf
+
+from keras_mtcl.tasks import TaskSpec, task_set
+
+DATASETS = ("synthetic", "nyud", "pascal", "folder")
+DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
+
+
+def open_split(
+    dataset: str,
+    split: str,
+    manual_dir: str = "",
+    data_dir: str = "",
+    tasks: Sequence[str] = (),
+    synthetic_size: Sequence[int] = (120, 160),
+    synthetic_count: int = 32,
+    seed: int = 0,
+) -> tuple[tf.data.Dataset, list[TaskSpec]]:
+    """A split of examples (package example format) and the `TaskSpec`s of the tasks kept.
+
+    Args:
+        dataset: `"synthetic"` (rendered in memory, no files), `"nyud"`,
+            `"pascal"` or `"folder"` (prepared offline from `manual_dir` into
+            `data_dir` on first use by the tfds builders).
+        split: `"train"` or `"val"`.
+        manual_dir: the downloaded release (NYUD-v2, PASCAL-Context) or the
+            custom folder holding `manifest.json`.
+        data_dir: tfds data_dir for prepared datasets (default
+            `~/tensorflow_datasets`); never inside `manual_dir`.
+        tasks: keep only these tasks (empty: every task the dataset carries).
+        synthetic_size, synthetic_count, seed: synthetic scenes' (height,
+            width), number and seed (scenes of different splits never overlap).
+
+    Raises:
+        ValueError: unknown dataset, or tasks the dataset does not carry.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
+    if dataset == "synthetic":
+        from keras_mtcl.data import synthetic
+
+        height, width = synthetic_size
+        offset = synthetic.SPLIT_SEED_OFFSETS[split]
+        examples = synthetic.make_scenes(synthetic_count, height, width, seed=offset + seed)
+        return _keep(tf.data.Dataset.from_tensor_slices(examples), synthetic.synthetic_tasks(), tasks, dataset)
+    if not manual_dir:
+        raise ValueError(
+            f"Dataset {dataset!r} is read from its downloaded folder: pass manual_dir (--set manual_dir=PATH). "
+            "Received: manual_dir=''"
+        )
+    data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+    if dataset == "folder":
+        from keras_mtcl.data import folder
+
+        builder = folder.prepare(manual_dir, data_dir)
+        return _keep(folder.load_split(builder, split), folder.task_specs(builder.manifest), tasks, dataset)
+    module = __import__(f"keras_mtcl.data.{dataset}", fromlist=["prepare"])
+    builder = module.prepare(manual_dir, data_dir)
+    return _keep(module.load_split(builder, split), task_set(dataset, tasks=builder.tasks), tasks, dataset)
+
+
+def _keep(examples: tf.data.Dataset, specs: list[TaskSpec], names: Sequence[str], dataset: str):
+    if not names:
+        return examples, specs
+    by_name = {t.name: t for t in specs}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(
+            f"Tasks {missing} are not in the {dataset!r} dataset, which has {sorted(by_name)}. Received: tasks={list(names)}"
+        )
+    return examples, [by_name[n] for n in names]
