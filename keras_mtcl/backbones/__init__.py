@@ -29,8 +29,8 @@ def register_backbone(name: str):
 
 
 def _load_builtin():
-    # Importing the modules registers their builders.
-    from keras_mtcl.backbones import tiny  # noqa: F401
+    # Importing the modules registers their builders; none of them imports torch or keras_hub at import time.
+    from keras_mtcl.backbones import efficientnet_lite, hub, tiny  # noqa: F401
 
 
 def list_backbones() -> list[str]:
