@@ -19,12 +19,8 @@ import keras
 import numpy as np
 
 from keras_mtcl import metrics as metrics_lib
+from keras_mtcl.data.pipeline import crop_to_original
 from keras_mtcl.tasks import TaskSpec
-
-
-def _crop(array: np.ndarray, meta: Mapping[str, np.ndarray], i: int) -> np.ndarray:
-    top, left = int(meta["top"][i]), int(meta["left"][i])
-    return array[i, top : top + int(meta["height"][i]), left : left + int(meta["width"][i])]
 
 
 def evaluate_model(
@@ -65,11 +61,12 @@ def evaluate_model(
     for images, labels, meta in batches.as_numpy_iterator():
         raw = model.predict_on_batch(images)
         predictions = {name: np.asarray(keras.ops.convert_to_numpy(value)) for name, value in raw.items()}
+        cropped_labels = {t.name: crop_to_original(labels[t.name], meta) for t in specs}
+        cropped_predictions = {t.name: crop_to_original(predictions[t.name], meta) for t in specs}
         for i in range(images.shape[0]):
             count += 1
             for task in specs:
-                label = _crop(labels[task.name], meta, i)
-                prediction = _crop(predictions[task.name], meta, i)
+                label, prediction = cropped_labels[task.name][i], cropped_predictions[task.name][i]
                 for metric in streaming[task.name]:
                     metric.update_state(label[None], prediction[None])
                 if task in edge_tasks:

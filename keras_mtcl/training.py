@@ -210,6 +210,7 @@ def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count
     """Writes `count` PNG panels (image, predictions, labels) from evaluation batches."""
     from PIL import Image
 
+    from keras_mtcl.data.pipeline import crop_to_original
     from keras_mtcl.preprocessing import denormalize
     from keras_mtcl.visualize import prediction_panel
 
@@ -218,16 +219,17 @@ def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count
     for images, labels, meta in batches.as_numpy_iterator():
         predictions = model.predict_on_batch(images)
         predictions = {k: keras.ops.convert_to_numpy(v) for k, v in predictions.items()}
-        for i in range(images.shape[0]):
+        images = crop_to_original(images, meta)
+        predictions = {t.name: crop_to_original(predictions[t.name], meta) for t in specs}
+        labels = {t.name: crop_to_original(labels[t.name], meta) for t in specs}
+        for i in range(len(images)):
             if len(written) >= count:
                 return written
-            height, width = int(meta["height"][i]), int(meta["width"][i])
-            crop = lambda a: np.asarray(a)[i, :height, :width]  # noqa: E731
             panel = prediction_panel(
-                denormalize(crop(images)),
+                denormalize(images[i]),
                 specs,
-                {t.name: crop(predictions[t.name]) for t in specs},
-                {t.name: crop(labels[t.name]) for t in specs},
+                {t.name: predictions[t.name][i] for t in specs},
+                {t.name: labels[t.name][i] for t in specs},
             )
             path = directory / f"{len(written):03d}.png"
             Image.fromarray(panel).save(path)
