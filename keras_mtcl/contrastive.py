@@ -231,9 +231,16 @@ def sampling_scores(task: TaskSpec, labels, valid, uniform, balance: bool = True
         y = labels[..., 0]
         classes = ops.cast(y > 0.5, "float32") if task.kind == "binary" else y
         classes = ops.cast(ops.where(valid, classes, 0.0), "int32")
-        one_hot = ops.one_hot(classes, task.num_classes, dtype="float32") * ops.cast(valid, "float32")[..., None]
-        counts = ops.sum(one_hot, axis=1, keepdims=True)  # (B, 1, C)
-        class_count = ops.sum(one_hot * counts, axis=-1)  # (B, P)
+        # Per-image class counts with one segment sum over (image, class) ids:
+        # O(B P), where a one-hot would be O(B P C).
+        num_classes = task.num_classes
+        shape = ops.shape(classes)
+        ids = classes + ops.expand_dims(ops.arange(shape[0], dtype="int32") * num_classes, 1)
+        ids = ops.reshape(ids, (-1,))
+        counts = ops.segment_sum(
+            ops.reshape(ops.cast(valid, "float32"), (-1,)), ids, num_segments=shape[0] * num_classes
+        )
+        class_count = ops.reshape(ops.take(counts, ids), shape)  # (B, P)
         scores = (uniform - 1.0) * class_count
     else:
         scores = uniform
@@ -290,31 +297,33 @@ def select_triplets(
         (positive (B, N) int32, negative (B, N) int32, found (B, N) bool):
         positions in the pool, and whether the anchor has a triplet.
     """
-    eligible_pool = ops.broadcast_to(candidate_ok, ops.shape(delta))
-    uniform = ops.cast(uniform, "float32")
+    # Scores of ineligible candidates are -1, below any draw: one pass, then
+    # argmax picks the best eligible candidate, and its score says whether
+    # there was one.
+    scores = ops.where(candidate_ok, ops.cast(uniform, "float32"), -1.0)  # (B, N, M)
+
+    def best(candidate_scores):
+        index = ops.cast(ops.argmax(candidate_scores, axis=-1), "int32")
+        value = ops.take_along_axis(candidate_scores, ops.expand_dims(index, -1), axis=-1)[..., 0]
+        return index, value >= 0.0
+
     if criterion == "threshold":
         positive_mask, negative_mask = criterion_masks(delta, *thresholds)
-        positive_mask = ops.logical_and(positive_mask, eligible_pool)
-        negative_mask = ops.logical_and(negative_mask, eligible_pool)
-        positive = ops.argmax(ops.where(positive_mask, uniform, -1.0), axis=-1)
-        negative = ops.argmax(ops.where(negative_mask, uniform, -1.0), axis=-1)
-        found = ops.logical_and(ops.any(positive_mask, axis=-1), ops.any(negative_mask, axis=-1))
-        return ops.cast(positive, "int32"), ops.cast(negative, "int32"), found
+        positive, has_positive = best(ops.where(positive_mask, scores, -1.0))
+        negative, has_negative = best(ops.where(negative_mask, scores, -1.0))
+        return positive, negative, ops.logical_and(has_positive, has_negative)
     if criterion == "ranking":
-        # The two highest scores among eligible pixels: two argmax passes
+        # The two highest-scoring eligible candidates: two argmax passes
         # (top_k with k = 2 sorts, several times slower on CPU).
-        scores = ops.where(eligible_pool, uniform, -1.0)
-        first = ops.cast(ops.argmax(scores, axis=-1), "int32")
+        first, _ = best(scores)
         is_first = ops.arange(scores.shape[-1], dtype="int32") == ops.expand_dims(first, -1)
-        second_scores = ops.where(is_first, -1.0, scores)
-        second = ops.cast(ops.argmax(second_scores, axis=-1), "int32")
-        two_candidates = ops.max(second_scores, axis=-1) >= 0.0  # at least two eligible pixels
+        second, has_second = best(ops.where(is_first, -1.0, scores))
         delta_first = ops.take_along_axis(delta, ops.expand_dims(first, -1), axis=-1)[..., 0]
         delta_second = ops.take_along_axis(delta, ops.expand_dims(second, -1), axis=-1)[..., 0]
         first_closer = delta_first <= delta_second
         positive = ops.where(first_closer, first, second)
         negative = ops.where(first_closer, second, first)
-        found = ops.logical_and(two_candidates, ops.abs(delta_first - delta_second) > ranking_margin)
+        found = ops.logical_and(has_second, ops.abs(delta_first - delta_second) > ranking_margin)
         return positive, negative, found
     raise ValueError(f"Unknown criterion. Expected one of {CRITERIA}. Received: criterion={criterion!r}")
 
@@ -376,8 +385,9 @@ def sample_triplets(
         ops.expand_dims(pool_ok, 1), ops.expand_dims(pool, 1) != ops.expand_dims(anchor, 2)
     )  # (B, N, M)
     uniform_pairs = ops.cast(uniform_pairs, "float32")
-    pair_scores = ops.expand_dims(uniform_pairs[:, :num_anchors], 2) + ops.expand_dims(uniform_pairs[:, num_anchors:], 1)
-    pair_scores = pair_scores - ops.floor(pair_scores)  # (B, N, M), in [0, 1)
+    pair_scores = ops.mod(
+        ops.expand_dims(uniform_pairs[:, :num_anchors], 2) + ops.expand_dims(uniform_pairs[:, num_anchors:], 1), 1.0
+    )  # (B, N, M), in [0, 1)
     positive, negative, found = select_triplets(
         delta, candidate_ok, pair_scores, criterion, thresholds, ranking_margin
     )
@@ -555,6 +565,12 @@ class CrossTaskContrastive(keras.layers.Layer):
         source_selection: `"random"` (one source per target per step, the
             paper) or `"all"` (L_t averaged over every other task).
         seed: int seed of the layer's random generator, or None.
+
+    The layer is training-only (`MultiTaskModel.compute_loss` calls it): its
+    projectors never run at inference. With `source_selection="random"`,
+    the projectors of pairs not drawn in a step get a zero gradient
+    (TensorFlow, JAX) or none (torch); an optimizer with momentum or weight
+    decay still moves them.
 
     Call arguments:
         features: {task: (B, h, w, C_t)} target feature maps F_t.
@@ -861,7 +877,7 @@ class CrossTaskContrastive(keras.layers.Layer):
         }
 
     def sample(self, features, labels) -> dict:
-        """Draws this step's triplets without computing the loss (advances the random state).
+        """The triplets a call would draw now, for inspection (advances the random state like a call).
 
         Args: as `call`.
 
