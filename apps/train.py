@@ -7,6 +7,8 @@
 
 Every RunConfig field (keras_mtcl/presets.py) can be overridden with
 `--set field=value`; the run writes its final config.json beside its outputs.
+After training and evaluation, the model is exported for TF Serving to
+`<run dir>/serving/<name>/1/` (skip with --no-export).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     parser.add_argument("--output-dir", help="where to write the run (default runs/<name>)")
     parser.add_argument("--print-config", action="store_true", help="print the final config and exit")
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export after training")
     return parser.parse_args(argv)
 
 
@@ -46,7 +49,18 @@ def main(argv=None) -> int:
         return 0
     from keras_mtcl import training
 
-    training.train(config)
+    result = training.train(config)
+    if not args.no_export:
+        # Export runs on the TensorFlow backend, in its own process, whatever backend trained.
+        import subprocess
+
+        serving_root = str(Path(result["run_dir"]) / "serving")
+        command = [sys.executable, str(Path(__file__).with_name("export.py")), result["model"],
+                   "--serving-root", serving_root, "--name", config.name, "--overwrite"]
+        exported = subprocess.run(command)
+        if exported.returncode != 0:
+            print("error: the SavedModel export failed (see above)", file=sys.stderr)
+            return exported.returncode
     return 0
 
 
