@@ -76,3 +76,43 @@ def _keep(examples: tf.data.Dataset, specs: list[TaskSpec], names: Sequence[str]
             f"Tasks {missing} are not in the {dataset!r} dataset, which has {sorted(by_name)}. Received: tasks={list(names)}"
         )
     return examples, [by_name[n] for n in names]
+
+
+def batches(
+    dataset: str,
+    split: str,
+    batch_size: int,
+    tasks: Sequence[str] = (),
+    manual_dir: str = "",
+    data_dir: str = "",
+    crop_size: Sequence[int] | None = None,
+    seed: int | None = None,
+    synthetic_size: Sequence[int] = (120, 160),
+    synthetic_count: int = 32,
+) -> tuple[tf.data.Dataset, list[TaskSpec]]:
+    """Ready batches of a split: the training pipeline for `"train"`, the evaluation pipeline otherwise.
+
+    Training crops to `crop_size` (default: NYUD 448x576, PASCAL 512x512, the
+    synthetic size otherwise) with the reference augmentation, shuffled and
+    seeded; evaluation pads to a multiple of 32 and carries each image's
+    original size (see `keras_mtcl.data.pipeline`).
+
+    Returns:
+        (dataset, task specs).
+
+    Example:
+    >>> ds, specs = batches("synthetic", "train", batch_size=2, synthetic_size=(32, 48), synthetic_count=4, seed=0)
+    >>> images, labels = next(iter(ds))
+    >>> tuple(images.shape), sorted(labels)[:2]
+    ((2, 32, 48, 3), ['depth', 'edge'])
+    """
+    from keras_mtcl.data import augment, pipeline
+
+    examples, specs = open_split(
+        dataset, split, manual_dir=manual_dir, data_dir=data_dir, tasks=tasks,
+        synthetic_size=synthetic_size, synthetic_count=synthetic_count, seed=seed or 0,
+    )
+    if split == "train":
+        size = tuple(crop_size or augment.CROP_SIZES.get(dataset, tuple(synthetic_size)))
+        return pipeline.train_pipeline(examples, specs, batch_size=batch_size, crop_size=size, seed=seed), specs
+    return pipeline.eval_pipeline(examples, specs, batch_size=batch_size, pad_multiple=32), specs
