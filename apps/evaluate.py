@@ -46,18 +46,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     model_path = Path(args.model)
-    if not model_path.is_file():
-        print(f"error: no model file at {model_path}; train one with apps/train.py first.", file=sys.stderr)
-        return 2
-    import keras
 
     from keras_mtcl import evaluation, metrics
     from keras_mtcl.data import pipeline
     from keras_mtcl.data.sources import open_split
-
     from keras_mtcl.model import load_model
 
-    model = load_model(model_path, compile=False)
+    try:
+        model = load_model(model_path, compile=False)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     examples, data_specs = open_split(
         args.dataset, args.split, manual_dir=args.manual_dir, data_dir=args.data_dir,
         synthetic_size=args.synthetic_size, synthetic_count=args.synthetic_count,

@@ -36,16 +36,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     model_path = Path(args.model)
-    if not model_path.is_file():
-        print(f"error: no model file at {model_path}; train one with apps/train.py first.", file=sys.stderr)
-        return 2
-    import keras
 
     from keras_mtcl import export
-
     from keras_mtcl.model import load_model
 
-    model = load_model(model_path, compile=False)
+    try:
+        model = load_model(model_path, compile=False)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     version_dir = export.export_for_serving(
         model,
         args.serving_root,

@@ -48,16 +48,18 @@ def main(argv=None) -> int:
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    import keras
     import numpy as np
     from PIL import Image
 
     from keras_mtcl.inference import predict_image
+    from keras_mtcl.model import load_model
     from keras_mtcl.visualize import prediction_panel
 
-    from keras_mtcl.model import load_model
-
-    model = load_model(args.model, compile=False)
+    try:
+        model = load_model(args.model, compile=False)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(files, 1):

@@ -235,8 +235,15 @@ def load_model(path, compile: bool = True) -> MultiTaskModel:
 
     Imports every module that registers serialisable classes (decoders,
     backbones' layers, the regularizer) first, so a fresh process can load it.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
     """
     import importlib
+    import os
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no model file at {path}; train one with apps/train.py first.")
 
     from keras_mtcl import backbones, decoders
 

@@ -141,6 +141,21 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+# The NYUD-v2 recipe shared by its baseline and regularized presets.
+_NYUD_HRNET18 = types.MappingProxyType(
+    {
+        "dataset": "nyud",
+        "backbone": "hrnet_w18",
+        "image_size": (448, 576),
+        "eval_size": (480, 640),
+        "batch_size": 8,
+        "epochs": 100,
+        "optimizer": "adam",
+        "learning_rate": 1e-4,
+        "weight_decay": 1e-4,
+    }
+)
+
 PRESETS: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(
     {
         # The README's main job: a few minutes on 2 CPU cores, no download (ImageNet weights come
@@ -179,34 +194,9 @@ PRESETS: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(
             }
         ),
         # MTL-PyTorch recipe on NYUD-v2 (Adam 1e-4, wd 1e-4, batch 8, 100 epochs, poly).
-        "nyud_hrnet18_baseline": types.MappingProxyType(
-            {
-                "name": "nyud_hrnet18_baseline",
-                "dataset": "nyud",
-                "backbone": "hrnet_w18",
-                "image_size": (448, 576),
-                "eval_size": (480, 640),
-                "batch_size": 8,
-                "epochs": 100,
-                "optimizer": "adam",
-                "learning_rate": 1e-4,
-                "weight_decay": 1e-4,
-            }
-        ),
+        "nyud_hrnet18_baseline": types.MappingProxyType({"name": "nyud_hrnet18_baseline", **_NYUD_HRNET18}),
         "nyud_hrnet18_contrastive": types.MappingProxyType(
-            {
-                "name": "nyud_hrnet18_contrastive",
-                "dataset": "nyud",
-                "backbone": "hrnet_w18",
-                "contrastive": True,
-                "image_size": (448, 576),
-                "eval_size": (480, 640),
-                "batch_size": 8,
-                "epochs": 100,
-                "optimizer": "adam",
-                "learning_rate": 1e-4,
-                "weight_decay": 1e-4,
-            }
+            {"name": "nyud_hrnet18_contrastive", "contrastive": True, **_NYUD_HRNET18}
         ),
         "pascal_hrnet18_contrastive": types.MappingProxyType(
             {
