@@ -90,7 +90,13 @@ def load_data(config: RunConfig):
     return train_ds, val_ds, specs
 
 
-def _pipelines(config: RunConfig, train_ds, val_ds, specs):
+def make_pipelines(config: RunConfig, train_ds, val_ds, specs: list[TaskSpec]):
+    """(training batches, evaluation batches) of `config` from example datasets.
+
+    Training: shuffled, augmented (unless `config.augment` is false), cropped
+    to `config.image_size`, batched. Evaluation: padded to `config.eval_size`
+    (or `image_size`) with each image's original size in the batch's meta.
+    """
     from keras_mtcl.data import pipeline
 
     # Without augmentation: no rescaling, flip or colour changes; crops only (to the training size).
@@ -155,7 +161,7 @@ def train(config: RunConfig) -> dict:
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     train_ds, val_ds, specs = load_data(config)
-    train_batches, val_batches = _pipelines(config, train_ds, val_ds, specs)
+    train_batches, val_batches = make_pipelines(config, train_ds, val_ds, specs)
     steps_per_epoch = config.steps_per_epoch or int(train_batches.cardinality())
     if steps_per_epoch < 1:
         raise ValueError(
@@ -237,4 +243,4 @@ def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count
     return written
 
 
-__all__ = ["AtomicModelCheckpoint", "build_model", "build_optimizer", "load_data", "train", "write_pictures"]
+__all__ = ["AtomicModelCheckpoint", "build_model", "build_optimizer", "load_data", "make_pipelines", "train", "write_pictures"]
