@@ -86,6 +86,7 @@ import tensorflow_datasets as tfds
 
 from keras_mtcl import tasks as task_lib
 from keras_mtcl.data import decode
+from keras_mtcl.data.builders import ManualTaskBuilder
 from keras_mtcl.data.decode import (
     ManifestError,
     MissingManualDownloadError,
@@ -402,7 +403,7 @@ class FolderConfig(tfds.core.BuilderConfig):
     manifest: Manifest | None = None
 
 
-class MultiTaskFolder(tfds.core.GeneratorBasedBuilder):
+class MultiTaskFolder(ManualTaskBuilder):
     """A user's multi-task dataset described by a manifest; build it with `folder.prepare`."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -427,20 +428,14 @@ class MultiTaskFolder(tfds.core.GeneratorBasedBuilder):
         """The tasks of this dataset's examples, in manifest order."""
         return tuple(self.manifest.tasks)
 
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=f"Custom multi-task folder {self.manifest.name!r} with tasks {list(self.tasks)}.",
-            features=decode.features_for({n: e.kind for n, e in self.manifest.tasks.items()}),
-            metadata=tfds.core.MetadataDict(),
-            disable_shuffling=True,
-        )
+    def task_kinds(self) -> dict[str, str]:
+        return {n: e.kind for n, e in self.manifest.tasks.items()}
+
+    def describe(self) -> str:
+        return f"Custom multi-task folder {self.manifest.name!r} with tasks {list(self.tasks)}."
 
     def _split_generators(self, dl_manager):
-        try:
-            root = pathlib.Path(str(dl_manager.manual_dir))
-        except AssertionError as error:  # tfds: manual_dir missing or empty
-            raise MissingManualDownloadError(f"{error}") from error
+        root = self.manual_root(dl_manager)
         splits = read_splits(root, self.manifest)
         for ids in splits.values():
             check_files(root, self.manifest, ids)

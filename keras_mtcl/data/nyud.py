@@ -57,6 +57,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl.data import decode
+from keras_mtcl.data.builders import ManualTaskBuilder
 from keras_mtcl.data.decode import (
     DatasetLayoutError,
     EmptySplitError,
@@ -322,43 +323,25 @@ class NyudConfig(tfds.core.BuilderConfig):
     tasks: tuple[str, ...] = TASKS
 
 
-class NyudMultiTask(tfds.core.GeneratorBasedBuilder):
+class NyudMultiTask(ManualTaskBuilder):
     """NYUD-v2 multi-task (semseg 40 classes, depth, normals, edge), built from a manual download."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Reads the ASTMT, MTL-PyTorch and ATRC/InvPT releases; one config per task subset."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    DESCRIPTION = (
+        "NYUD-v2 multi-task split (795 train / 654 val): RGB image with 40-class semseg "
+        "(255 = ignore), depth in metres (0 = invalid), surface normals and edges."
+    )
+    HOMEPAGE = "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html"
+    CITATION = "Silberman, Hoiem, Kohli, Fergus. Indoor Segmentation and Support Inference from RGBD Images. ECCV 2012."
     BUILDER_CONFIGS = [
         NyudConfig(name=decode.config_name(s), tasks=s, description=f"NYUD-v2 with tasks {', '.join(s)}.")
         for s in decode.task_subsets(TASKS)
     ]
 
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        """The tasks of this config's examples."""
-        return tuple(self.builder_config.tasks)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=(
-                "NYUD-v2 multi-task split (795 train / 654 val): RGB image with 40-class semseg "
-                "(255 = ignore), depth in metres (0 = invalid), surface normals and edges."
-            ),
-            features=decode.features_for({t: decode.TASK_KINDS[t] for t in self.tasks}),
-            metadata=tfds.core.MetadataDict(),
-            homepage="https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html",
-            citation="Silberman, Hoiem, Kohli, Fergus. Indoor Segmentation and Support Inference "
-            "from RGBD Images. ECCV 2012.",
-            disable_shuffling=True,
-        )
-
     def _split_generators(self, dl_manager):
-        try:
-            manual_dir = pathlib.Path(str(dl_manager.manual_dir))
-        except AssertionError as error:  # tfds: manual_dir missing or empty
-            raise MissingManualDownloadError(f"{error}") from error
-        root = find_root(manual_dir)
+        root = find_root(self.manual_root(dl_manager))
         layout = detect_layout(root)
         present = tuple(t for t in TASKS if t in _task_folders(root))
         absent = [t for t in self.tasks if t not in present]

@@ -63,6 +63,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl.data import decode
+from keras_mtcl.data.builders import ManualTaskBuilder
 from keras_mtcl.data.decode import (
     DatasetLayoutError,
     EmptySplitError,
@@ -548,7 +549,7 @@ class PascalConfig(tfds.core.BuilderConfig):
     tasks: tuple[str, ...] = TASKS
 
 
-class PascalContextMultiTask(tfds.core.GeneratorBasedBuilder):
+class PascalContextMultiTask(ManualTaskBuilder):
     """PASCAL-Context multi-task (semseg 21, human parts 7, saliency, normals, edge), from a manual download.
 
     Args:
@@ -559,6 +560,15 @@ class PascalContextMultiTask(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Reads PASCAL_MT / PASCALContext; one config per task subset."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+    DESCRIPTION = (
+        "PASCAL-Context multi-task split (4998 train / 5105 val): semseg (21 classes), human parts "
+        "(7), distilled saliency and normals, edges from the context label maps."
+    )
+    HOMEPAGE = "https://cs.stanford.edu/~roozbeh/pascal-context/"
+    CITATION = (
+        "Mottaghi et al. The Role of Context for Object Detection and Semantic Segmentation in the "
+        "Wild. CVPR 2014. Chen et al. Detect What You Can: PASCAL-Part. CVPR 2014."
+    )
     BUILDER_CONFIGS = [
         PascalConfig(name=decode.config_name(s), tasks=s, description=f"PASCAL-Context with tasks {', '.join(s)}.")
         for s in decode.task_subsets(TASKS)
@@ -568,32 +578,8 @@ class PascalContextMultiTask(tfds.core.GeneratorBasedBuilder):
         super().__init__(**kwargs)
         self._cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir(self.data_dir_root)
 
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        """The tasks of this config's examples."""
-        return tuple(self.builder_config.tasks)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=(
-                "PASCAL-Context multi-task split (4998 train / 5105 val): semseg (21 classes), human parts "
-                "(7), distilled saliency and normals, edges from the context label maps."
-            ),
-            features=decode.features_for({t: decode.TASK_KINDS[t] for t in self.tasks}),
-            metadata=tfds.core.MetadataDict(),
-            homepage="https://cs.stanford.edu/~roozbeh/pascal-context/",
-            citation="Mottaghi et al. The Role of Context for Object Detection and Semantic Segmentation in the "
-            "Wild. CVPR 2014. Chen et al. Detect What You Can: PASCAL-Part. CVPR 2014.",
-            disable_shuffling=True,
-        )
-
     def _split_generators(self, dl_manager):
-        try:
-            manual_dir = pathlib.Path(str(dl_manager.manual_dir))
-        except AssertionError as error:  # tfds: manual_dir missing or empty
-            raise MissingManualDownloadError(f"{error}") from error
-        root = find_root(manual_dir)
+        root = find_root(self.manual_root(dl_manager))
         present = available_tasks(root)
         absent = [t for t in self.tasks if t not in present]
         if absent:
