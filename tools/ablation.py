@@ -53,6 +53,10 @@ CONFIGS: Mapping[str, Mapping[str, Any]] = {
 }
 
 
+# The decoder option that sets each framework's width.
+WIDTH_OPTION = {"baseline": "head_channels", "padnet": "channels"}
+
+
 def contrastive_options(args: argparse.Namespace, options: Mapping[str, Any]) -> dict:
     """A config's regularizer options with the ablation's sampling sizes."""
     return {"num_anchors": args.anchors, "pool_size": args.pool, **options}
@@ -68,7 +72,6 @@ def base_config(args: argparse.Namespace):
         dataset="synthetic",
         backbone="tiny_cnn",
         backbone_options={"widths": list(args.widths)},
-        decoder_options={"head_channels": args.head_channels},
         image_size=(height, width),
         synthetic_size=(height, width),
         synthetic_train=args.train_scenes,
@@ -163,7 +166,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--widths", nargs=4, type=int, default=[16, 32, 64, 96], help="tiny_cnn stage widths")
-    parser.add_argument("--head-channels", type=int, default=32, help="decoder head width")
+    parser.add_argument("--head-channels", type=int, default=32, help="decoder width (baseline heads, PAD-Net channels)")
     # The feature maps are small here (18 x 24 at stride 4 for 72 x 96): fewer anchors than at 448 x 576.
     parser.add_argument("--anchors", type=int, default=64, help="regularizer anchors per image")
     parser.add_argument("--pool", type=int, default=256, help="regularizer candidate pool per image")
@@ -199,6 +202,7 @@ def main(argv=None) -> int:
         print(f"{len(todo)} runs to train ({len(done)} already in {results_path})", flush=True)
         for index, (name, seed) in enumerate(todo, 1):
             changes = dict(CONFIGS[name])
+            changes["decoder_options"] = {WIDTH_OPTION[changes.get("framework", "baseline")]: args.head_channels}
             if changes.get("contrastive"):
                 changes["contrastive_options"] = contrastive_options(args, changes["contrastive_options"])
             config = base.replace(name=name, seed=seed, **changes)
