@@ -1,0 +1,79 @@
+"""tools/bench_infer.py: the exported SavedModel of a regularized run is the baseline's, fact for fact."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import keras
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the tool writes and times SavedModels, which are exported from the TensorFlow backend only",
+)
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("bench_infer", ROOT / "tools" / "bench_infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained():
+    tool = _tool()
+    config = tool.make_config("smoke", ["tasks=semseg,depth"], size=(32, 48), batch_size=2, train_steps=1)
+    models, facts = tool.train_pair(config, train_steps=1)
+    return tool, config, models, facts
+
+
+def test_regularized_export_has_the_baseline_parameters_flops_and_outputs(trained, tmp_path):
+    tool, _, models, facts = trained
+    # The regularizer was used in training: its projectors exist and its loss was computed.
+    assert facts["regularized"]["projectors"] == 2
+    assert facts["regularized"]["training_parameters"] > facts["baseline"]["training_parameters"]
+    assert all(math.isfinite(v) for v in facts["regularized"]["contrastive"].values())
+    assert facts["regularized"]["contrastive"]["contrastive_triplet_fraction"] > 0
+    assert "projectors" not in facts["baseline"]
+
+    result = tool.compare(models, tmp_path, 32, 48, iterations=2, warmup=1, block=1, throughput_batch=2)
+    baseline, regularized = result["models"]["baseline"], result["models"]["regularized"]
+    assert result["identical"] == {fact: True for fact in tool.CHECKED}
+    assert result["all_identical"]
+    # The shared numbers are those of the baseline network, not placeholders.
+    assert regularized["parameters"] == baseline["parameters"] == facts["baseline"]["training_parameters"]
+    assert regularized["flops"] == baseline["flops"] > 0
+    assert regularized["serving_flops"] > regularized["flops"]  # plus normalisation and post-processing
+    assert regularized["variable_scalars"] == baseline["parameters"]
+    assert regularized["outputs"] == baseline["outputs"] == {
+        "depth": [[1, 32, 48, 1], "float32"],
+        "semseg_classes": [[1, 32, 48], "int32"],
+        "semseg_probabilities": [[1, 32, 48, 7], "float32"],  # 7 synthetic classes
+    }
+    for record in (baseline, regularized):
+        assert record["saved_model_bytes"] > 0
+        assert 0 < record["latency_ms_median"] <= record["latency_ms_p90"]
+        assert record["throughput_images_per_s"] > 0
+    assert set(result["ratios"]) == {"latency_ms_median", "latency_ms_p90", "throughput_images_per_s", "saved_model_bytes"}
+    assert all(r > 0 for r in result["ratios"].values())
+
+
+def test_a_different_network_is_reported_as_different(trained, tmp_path):
+    tool, config, models, _ = trained
+    from keras_mtcl import training
+
+    wider = training.build_model(config.replace(decoder_options={"head_channels": 64}), models["baseline"].task_specs)
+    result = tool.compare({"baseline": models["baseline"], "wider": wider}, tmp_path, 32, 48, iterations=1, warmup=0)
+    assert not result["all_identical"]
+    assert not result["identical"]["parameters"] and not result["identical"]["flops"]
+    assert result["identical"]["outputs"]
+    assert result["models"]["wider"]["parameters"] > result["models"]["baseline"]["parameters"]
+
+
+def test_timing_arguments_are_checked(trained, tmp_path):
+    tool = trained[0]
+    with pytest.raises(ValueError, match="`iterations` must be >= 1. Received: iterations=0"):
+        tool.time_saved_models({"a": tmp_path}, 32, 48, iterations=0)
