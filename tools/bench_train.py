@@ -6,19 +6,43 @@
 For each configuration (regularizer off, then on, or --configs), the model
 is built, compiled and fitted on one in-memory batch repeated (no input
 pipeline cost): `--warmup` steps (compilation), then `--steps` timed steps
-in one `fit` call, synchronised at the end by reading a weight. Prints one
-JSON line per configuration: images/s, mean step time, peak memory
-(accelerator memory where the backend reports it, else the process's peak
-RSS), and the overhead of the regularizer relative to the baseline run of
-the same process.
+in one `fit` call. On JAX and PyTorch the batch is converted to backend
+tensors once (on the accelerator, if any) and a Python generator yields them
+again and again, so TensorFlow is never imported on those backends; on
+TensorFlow it is a `tf.data` dataset of the one batch, repeated.
+
+Timing: a callback (`make_step_timer`) records the host clock at the end of
+every timed step, once the step's loss is on the host (Keras converts the
+logs of each step to Python floats for such a callback, which waits for the
+step's device work); `step_ms_median` is the median of the intervals
+between consecutive step ends, so it includes the Keras loop, the generator
+and the dispatch, as a training run pays them. The per-step wait stops the
+host from queueing step n+1 while step n runs, which costs the loop's host
+time per step (small next to steps of tens of milliseconds), and it is the
+same per-step synchronisation that `tools/bench_reference_torch.py` uses,
+so the two compare like for like. (Reading a weight instead would cost
+more on JAX, where `Callback.model` first assigns every variable of the
+training state: thousands for an HRNet with AdamW, milliseconds per step.)
+`step_ms` (the mean) and `images_per_s` come from the wall time of the
+whole timed `fit` call, per-step waits included.
+
+Prints one JSON line per configuration: images/s, mean and median step
+time, peak memory (accelerator memory where the backend reports it: the
+configuration's own peak on PyTorch, the process's peak so far on JAX and
+TensorFlow, which includes earlier configurations; else the process's peak
+RSS), and the overhead of the regularizer relative to the
+baseline run of the same process (from the means, and `overhead_median_vs_baseline`
+from the medians).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -74,13 +98,83 @@ def make_batch(specs, batch: int, height: int, width: int, seed: int = 0):
     return x, y
 
 
+def make_step_timer():
+    """A `keras.callbacks.Callback` that records the wall time of every training step.
+
+    A step counts as ended when its loss is on the host: Keras converts a
+    step's logs (loss, metrics) to Python floats before it calls a callback
+    that defines `on_train_batch_end`, which waits for the step's device work
+    (on JAX the loss is an output of the same executable as the updated
+    weights; on PyTorch the copy waits for every kernel queued before it,
+    the optimizer's included). Should a Keras version hand over the logs
+    unconverted, the callback reads the smallest trainable weight instead.
+    The callback's `times` holds the seconds between consecutive step ends,
+    the first measured from the start of step 0; `weight_reads` counts the
+    steps that needed the weight read.
+    """
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times: list[float] = []
+            self.weight_reads = 0  # steps whose logs were not on the host
+            self._last = None
+            self._index = 0
+
+        def on_train_begin(self, logs=None):
+            self.times, self._last = [], None
+            sizes = [math.prod(w.shape) for w in self.model.trainable_weights]
+            self._index = sizes.index(min(sizes))
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self._last is None:
+                self._last = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if not isinstance((logs or {}).get("loss"), float):
+                # `self.model` attaches the JAX training state to the variables (a cost per variable).
+                keras.ops.convert_to_numpy(self.model.trainable_weights[self._index])
+                self.weight_reads += 1
+            now = time.perf_counter()
+            self.times.append(now - self._last)
+            self._last = now
+
+    return StepTimer()
+
+
+def make_dataset(x, y):
+    """The batch (x, {task: label}) repeated forever, in the form `fit` takes on the current backend.
+
+    TensorFlow: a `tf.data.Dataset`. JAX, PyTorch: a generator of backend
+    tensors converted once (no TensorFlow import, no host-to-device copy per step).
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensors((x, y)).repeat()
+    batch = keras.tree.map_structure(keras.ops.convert_to_tensor, (x, y))
+
+    def repeat():
+        while True:
+            yield batch
+
+    return repeat()
+
+
 def run_config(args, contrastive_on: bool) -> dict:
     import keras
-    import tensorflow as tf
 
     from keras_mtcl import backbones, tasks
     from keras_mtcl.model import MultiTaskModel
 
+    if keras.backend.backend() == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()  # each configuration's own peak
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy("mixed_bfloat16" if args.precision == "bf16" else "float32")
     specs = tasks.task_set(args.dataset)
@@ -94,13 +188,15 @@ def run_config(args, contrastive_on: bool) -> dict:
     )
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=not args.no_jit)
     x, y = make_batch(specs, args.batch, *args.size)
-    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    data = make_dataset(x, y)
     start = time.perf_counter()
-    model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0)
-    keras.ops.convert_to_numpy(model.trainable_weights[0])
+    if args.warmup:
+        model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0, shuffle=False)
+        keras.ops.convert_to_numpy(model.trainable_weights[0])
     warmup_s = time.perf_counter() - start
+    timer = make_step_timer()
     start = time.perf_counter()
-    model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0)
+    model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
     keras.ops.convert_to_numpy(model.trainable_weights[0])
     elapsed = time.perf_counter() - start
     return {
@@ -112,8 +208,10 @@ def run_config(args, contrastive_on: bool) -> dict:
         "batch": args.batch,
         "precision": args.precision,
         "regularizer": contrastive_on,
+        "jit_compile": not args.no_jit,
         "steps": args.steps,
         "step_ms": 1000 * elapsed / args.steps,
+        "step_ms_median": 1000 * statistics.median(timer.times),
         "images_per_s": args.batch * args.steps / elapsed,
         "warmup_s": warmup_s,
         "peak_memory_mb": _peak_memory_mb(),
@@ -134,11 +232,15 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", choices=["baseline", "regularizer"], default=["baseline", "regularizer"])
     parser.add_argument("--no-jit", action="store_true", help="compile(jit_compile=False)")
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        parser.error(f"--steps must be >= 1 and --warmup >= 0. Received: --steps {args.steps} --warmup {args.warmup}")
     results = {}
     for name in args.configs:
         results[name] = run_config(args, contrastive_on=name == "regularizer")
         if name == "regularizer" and "baseline" in results:
-            results[name]["overhead_vs_baseline"] = results[name]["step_ms"] / results["baseline"]["step_ms"] - 1.0
+            base, reg = results["baseline"], results[name]
+            reg["overhead_vs_baseline"] = reg["step_ms"] / base["step_ms"] - 1.0
+            reg["overhead_median_vs_baseline"] = reg["step_ms_median"] / base["step_ms_median"] - 1.0
         print(json.dumps(results[name]), flush=True)
     return 0
 

@@ -1,0 +1,257 @@
+"""tools/bench_reference_torch.py (the PyTorch reference) and tools/gpu_bench.py (the GPU benchmark driver).
+
+The reference runs here with `--model tiny`, its timm-free stand-in network,
+on the CPU; the timm HRNets are for the GPU machine.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+torch = pytest.importorskip("torch", reason="the reference benchmark is written in PyTorch (the `torch` extra)")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """Torch on one thread, here and in the commands: the numbers checked here do not depend on speed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return _load("bench_reference_torch")
+
+
+@pytest.fixture(scope="module")
+def driver():
+    return _load("gpu_bench")
+
+
+def _tiny_args(**changes):
+    args = Namespace(model="tiny", dataset="nyud", size=[64, 64], batch=2, steps=4, warmup=0, lr=1e-4, seed=0)
+    args.cudnn_benchmark = True
+    for key, value in changes.items():
+        setattr(args, key, value)
+    return args
+
+
+@pytest.mark.backend_independent
+def test_reference_tool_prints_one_finite_record_per_mode_without_tensorflow(driver):
+    args = ("--model", "tiny", "--size", "64", "64", "--batch", "2", "--steps", "2", "--warmup", "1")
+    args += ("--modes", "fp32", "--device", "cpu")
+    command = driver.Command("reference/tiny", "reference", "tools/bench_reference_torch.py", args)
+    with open(os.devnull, "w") as log:
+        records = driver.run_command(command, timeout_s=300, log=log)
+    assert len(records) == 1, records
+    record = records[0]
+    assert "error" not in record
+    assert record["bench_id"] == "reference/tiny" and record["backend"] == "torch-reference"
+    assert (record["mode"], record["precision"], record["size"], record["batch"], record["steps"]) == (
+        "fp32",
+        "fp32",
+        [64, 64],
+        2,
+        2,
+    )
+    for key in ("step_ms", "step_ms_median", "images_per_s", "warmup_s", "peak_memory_mb", "parameters"):
+        assert math.isfinite(record[key]) and record[key] > 0, (key, record[key])
+    assert record["images_per_s"] == pytest.approx(2 * 2 / (2 * record["step_ms"] / 1000))
+    assert len(record["losses"]) == 2 and all(math.isfinite(v) and v > 0 for v in record["losses"])
+
+
+@pytest.mark.backend_independent
+def test_reference_loss_decreases_on_a_fixed_batch_and_stays_without_updates(reference):
+    cpu = torch.device("cpu")
+    trained = reference.run_mode(_tiny_args(), "fp32", cpu)["losses"]
+    assert len(trained) == 4 and all(math.isfinite(v) for v in trained)
+    assert all(b < a for a, b in zip(trained, trained[1:])), trained
+    assert trained[-1] < 0.995 * trained[0]
+    # With a zero learning rate the same batch gives the same loss: the decrease above is training.
+    frozen = reference.run_mode(_tiny_args(lr=0.0), "fp32", cpu)["losses"]
+    assert frozen[0] == pytest.approx(trained[0], rel=1e-6)
+    assert max(frozen) - min(frozen) < 1e-5 * frozen[0]
+
+
+@pytest.mark.backend_independent
+def test_reference_network_counts_like_keras_and_predicts_every_task_at_input_size(reference):
+    from keras_mtcl.tasks import task_set
+
+    specs = task_set("nyud")
+    backbone, channels = reference.build_backbone("tiny")
+    net = reference.ReferenceNet(backbone, channels, specs)
+    outputs = net(torch.zeros(2, 3, 64, 96))
+    assert {k: tuple(v.shape) for k, v in outputs.items()} == {
+        "semseg": (2, 40, 64, 96),
+        "depth": (2, 1, 64, 96),
+        "normals": (2, 3, 64, 96),
+        "edge": (2, 1, 64, 96),
+    }
+    total = sum(channels)
+    batch_norm_stats = sum(2 * m.num_features for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    weights = sum(p.numel() for p in net.parameters())
+    assert reference.count_parameters(net) == weights + batch_norm_stats
+    # Each head: conv1x1 without bias, BN (4 x C: gamma, beta, mean, variance), conv1x1 with bias.
+    heads = sum(total * total + 4 * total + total * t.channels + t.channels for t in specs)
+    assert reference.count_parameters(net.heads) == heads
+
+
+def _labelled_batch(rng, height=12, width=10):
+    semseg = rng.integers(0, 40, (2, height, width, 1))
+    semseg[0, :3] = 255
+    depth = rng.uniform(0.5, 8.0, (2, height, width, 1))
+    depth[1, :, :4] = 0.0
+    normals = rng.normal(size=(2, height, width, 3))
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    normals[0, 2:5] = 0.0
+    normals[1, -2:] = 255.0
+    edge = (rng.uniform(size=(2, height, width, 1)) < 0.2).astype("float64")
+    edge[1, :2] = 255
+    labels = {"semseg": semseg, "depth": depth, "normals": normals, "edge": edge}
+    channels = {"semseg": 40, "depth": 1, "normals": 3, "edge": 1}
+    predictions = {k: rng.normal(size=(2, height, width, c)) for k, c in channels.items()}
+    return labels, predictions
+
+
+def test_torch_losses_match_keras_mtcl_losses(reference):
+    from keras import ops
+
+    from keras_mtcl.losses import task_loss
+    from keras_mtcl.tasks import saliency, task_set
+
+    rng = np.random.default_rng(3)
+    labels, predictions = _labelled_batch(rng)
+    specs = task_set("nyud")
+
+    def to_torch(name, kind, array):
+        value = torch.from_numpy(np.asarray(array, "float32"))
+        if kind == "classes":
+            return value[..., 0].long()
+        return value.permute(0, 3, 1, 2).contiguous()
+
+    kinds = {t.name: t.kind for t in specs}
+    torch_labels = {k: to_torch(k, kinds[k], v) for k, v in labels.items()}
+    torch_predictions = {k: to_torch(k, "prediction", v) for k, v in predictions.items()}
+    expected_total = 0.0
+    for t in specs:
+        label, prediction = labels[t.name].astype("float32"), predictions[t.name].astype("float32")
+        expected = float(ops.convert_to_numpy(task_loss(t, label, prediction)))
+        loss = reference.LOSSES[t.loss]
+        got = float(loss(torch_labels[t.name], torch_predictions[t.name], ignore_value=255, **t.loss_options))
+        assert got == pytest.approx(expected, rel=1e-5), t.name
+        expected_total += t.loss_weight * expected
+    total = float(reference.total_loss(specs, torch_labels, torch_predictions))
+    assert total == pytest.approx(expected_total, rel=1e-5)
+    # The balanced BCE of saliency (PASCAL) too.
+    spec = saliency()
+    label, prediction = labels["edge"].astype("float32"), predictions["edge"].astype("float32")
+    expected = float(ops.convert_to_numpy(task_loss(spec, label, prediction)))
+    got = float(reference.balanced_bce(torch_labels["edge"], torch_predictions["edge"]))
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.backend_independent
+def test_gpu_bench_plan_covers_models_groups_and_precisions(driver):
+    commands = driver.plan(["hrnet_w18", "tiny"], ["reference", "jax", "torch", "torch-jit"], (448, 576), 8, 20, 5)
+    ids = [c.bench_id for c in commands]
+    assert ids == [
+        "reference/hrnet_w18",
+        "jax/hrnet_w18/bf16",
+        "jax/hrnet_w18/fp32",
+        "torch/hrnet_w18/bf16",
+        "torch/hrnet_w18/fp32",
+        "torch-jit/hrnet_w18/bf16",
+        "reference/tiny",
+        "jax/tiny/bf16",
+        "jax/tiny/fp32",
+        "torch/tiny/bf16",
+        "torch/tiny/fp32",
+        "torch-jit/tiny/bf16",
+    ]
+    by_id = {c.bench_id: c for c in commands}
+    assert by_id["reference/hrnet_w18"].args[:6] == ("--model", "hrnet_w18", "--modes", "fp32", "bf16", "compile")
+    assert by_id["jax/tiny/fp32"].args[:4] == ("--backbone", "tiny_cnn", "--precision", "fp32")
+    assert dict(by_id["jax/hrnet_w18/bf16"].env) == {"KERAS_BACKEND": "jax"}
+    assert dict(by_id["torch/hrnet_w18/bf16"].env) == {"KERAS_BACKEND": "torch"}
+    assert "--no-jit" in by_id["torch/hrnet_w18/fp32"].args and "--no-jit" not in by_id["jax/hrnet_w18/fp32"].args
+    assert "--no-jit" not in by_id["torch-jit/hrnet_w18/bf16"].args
+    assert "--size 448 576 --batch 8 --steps 20 --warmup 5" in by_id["jax/hrnet_w18/bf16"].shell()
+    with pytest.raises(ValueError, match=r"Unknown models \['resnet'\]"):
+        driver.plan(["resnet"])
+
+
+@pytest.mark.backend_independent
+def test_gpu_bench_resume_skips_done_commands_and_budget_skips_the_rest(driver, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPU_BENCH_SMOKE", "1")
+    previous = tmp_path / "previous.jsonl"
+    done = {"bench_id": "jax/tiny/bf16", "group": "jax", "step_ms_median": 3.0}
+    failed = {"bench_id": "jax/tiny/fp32", "group": "jax", "error": "exit status 1"}
+    previous.write_text("".join(json.dumps(r) + "\n" for r in ({"kind": "environment"}, done, failed)))
+    out = tmp_path / "bench.jsonl"
+    argv = ["--models", "tiny", "--groups", "jax", "--resume", str(previous), "--out", str(out), "--budget-s", "0"]
+    status = driver.main(argv)
+    assert status == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[0]["kind"] == "environment" and records[0]["smoke"] and records[0]["size"] == [64, 64]
+    assert records[1] == done  # kept, not run again
+    assert records[2]["bench_id"] == "jax/tiny/fp32" and records[2]["skipped"] == "budget"  # the failed one is retried
+    assert len(records) == 3
+
+
+@pytest.mark.backend_independent
+def test_gpu_bench_runs_keras_without_tensorflow_and_blocks_it(driver, tmp_path):
+    # PyTorch eager (no compilation: seconds); the JAX commands take the same path through the tool.
+    common = ("--backbone", "tiny_cnn", "--size", "32", "48", "--batch", "2", "--steps", "3", "--warmup", "1")
+    torch_args = common + ("--configs", "baseline", "--no-jit")
+    torch_run = driver.Command("torch/tiny", "torch", "tools/bench_train.py", torch_args, (("KERAS_BACKEND", "torch"),))
+    tf_run = driver.Command("tf/tiny", "tf", "tools/bench_train.py", common, (("KERAS_BACKEND", "tensorflow"),))
+    log = tmp_path / "log"
+    with open(log, "w") as sink:
+        torch_records = driver.run_command(torch_run, timeout_s=300, log=sink)
+        tf_records = driver.run_command(tf_run, timeout_s=120, log=sink)
+    assert len(torch_records) == 1 and "error" not in torch_records[0], torch_records
+    record = torch_records[0]
+    assert (record["bench_id"], record["backend"], record["steps"]) == ("torch/tiny", "torch", 3)
+    assert record["regularizer"] is False
+    assert 0 < record["step_ms_median"] < math.inf and 0 < record["step_ms"] < math.inf
+    # TensorFlow is unimportable in the commands: the TensorFlow backend fails at `import keras`.
+    assert len(tf_records) == 1 and tf_records[0]["error"] == "exit status 1"
+    last_line = tf_records[0]["output_tail"].strip().splitlines()[-1]
+    assert last_line.startswith("ModuleNotFoundError") and "tensorflow" in last_line, last_line
+    assert "===== torch/tiny: ok" in log.read_text()
+
+
+def test_step_timer_times_every_step_once_its_loss_is_on_the_host():
+    import keras
+
+    bench_train = _load("bench_train")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    timer = bench_train.make_step_timer()
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 1), "float32")
+    model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+    assert len(timer.times) == 4 and all(t > 0 for t in timer.times)
+    # Keras hands the callback the step's loss as a Python float, which waited for the step:
+    # the weight read (the fallback) was never needed.
+    assert timer.weight_reads == 0
+    assert timer._index == 3  # the smallest weight: the last bias, one scalar
