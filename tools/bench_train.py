@@ -2,6 +2,12 @@
 
     KERAS_BACKEND=jax python tools/bench_train.py --backbone tiny_cnn --size 96 128 --batch 8
     KERAS_BACKEND=jax python tools/bench_train.py --backbone hrnet_w18 --size 448 576 --batch 8 --precision bf16
+    KERAS_BACKEND=jax python tools/bench_train.py --backbone hrnet_w18_small_v2 --size 224 288 --batch 4 --steps 5 --rounds 4
+
+With `--rounds R` (R > 1, for shared, noisy machines), every configuration
+is built and warmed up first, then timed in R alternating blocks of
+`--steps` steps (order reversed each round), and the statistics pool the
+blocks of each configuration; peak memory is then the process's peak.
 
 For each configuration (regularizer off, then on, or --configs), the model
 is built, compiled and fitted on one in-memory batch repeated (no input
@@ -164,7 +170,8 @@ def make_dataset(x, y):
     return repeat()
 
 
-def run_config(args, contrastive_on: bool) -> dict:
+def build_config(args, contrastive_on: bool):
+    """(compiled model, endless batches, warm-up seconds) of one configuration, warmed up."""
     import keras
 
     from keras_mtcl import backbones, tasks
@@ -193,12 +200,24 @@ def run_config(args, contrastive_on: bool) -> dict:
     if args.warmup:
         model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0, shuffle=False)
         keras.ops.convert_to_numpy(model.trainable_weights[0])
-    warmup_s = time.perf_counter() - start
+    return model, data, time.perf_counter() - start
+
+
+def timed_fit(model, data, steps: int) -> tuple[list[float], float]:
+    """(per-step seconds, total seconds) of `steps` training steps in one `fit` call."""
+    import keras
+
     timer = make_step_timer()
     start = time.perf_counter()
-    model.fit(data, steps_per_epoch=args.steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
     keras.ops.convert_to_numpy(model.trainable_weights[0])
-    elapsed = time.perf_counter() - start
+    return timer.times, time.perf_counter() - start
+
+
+def report(args, model, contrastive_on: bool, warmup_s: float, times: list[float], elapsed: float) -> dict:
+    import keras
+
+    steps = len(times)
     return {
         "backend": keras.backend.backend(),
         "backbone": args.backbone,
@@ -209,13 +228,44 @@ def run_config(args, contrastive_on: bool) -> dict:
         "precision": args.precision,
         "regularizer": contrastive_on,
         "jit_compile": not args.no_jit,
-        "steps": args.steps,
-        "step_ms": 1000 * elapsed / args.steps,
-        "step_ms_median": 1000 * statistics.median(timer.times),
-        "images_per_s": args.batch * args.steps / elapsed,
+        "steps": steps,
+        "rounds": args.rounds,
+        "step_ms": 1000 * elapsed / steps,
+        "step_ms_median": 1000 * statistics.median(times),
+        "images_per_s": args.batch * steps / elapsed,
         "warmup_s": warmup_s,
         "peak_memory_mb": _peak_memory_mb(),
         "parameters": model.count_params(),
+    }
+
+
+def run_config(args, contrastive_on: bool) -> dict:
+    """Builds, warms up and times one configuration on its own (`--rounds 1`)."""
+    model, data, warmup_s = build_config(args, contrastive_on)
+    times, elapsed = timed_fit(model, data, args.steps)
+    return report(args, model, contrastive_on, warmup_s, times, elapsed)
+
+
+def run_interleaved(args) -> dict:
+    """Times every configuration in alternating blocks of `--steps` steps, `--rounds` times.
+
+    All models are built and warmed up first; round r runs the configurations
+    in order, round r + 1 in reverse order, so that a slow spell of a shared
+    machine falls on both sides of the comparison.
+    """
+    built = {name: build_config(args, contrastive_on=name == "regularizer") for name in args.configs}
+    times = {name: [] for name in args.configs}
+    elapsed = dict.fromkeys(args.configs, 0.0)
+    for round_index in range(args.rounds):
+        order = args.configs if round_index % 2 == 0 else args.configs[::-1]
+        for name in order:
+            model, data, _ = built[name]
+            block, seconds = timed_fit(model, data, args.steps)
+            times[name] += block
+            elapsed[name] += seconds
+    return {
+        name: report(args, built[name][0], name == "regularizer", built[name][2], times[name], elapsed[name])
+        for name in args.configs
     }
 
 
@@ -231,12 +281,17 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--configs", nargs="+", choices=["baseline", "regularizer"], default=["baseline", "regularizer"])
     parser.add_argument("--no-jit", action="store_true", help="compile(jit_compile=False)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="> 1: build every config first, then time them in alternating blocks of --steps steps")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         parser.error(f"--steps must be >= 1 and --warmup >= 0. Received: --steps {args.steps} --warmup {args.warmup}")
-    results = {}
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1. Received: --rounds {args.rounds}")
+    results = run_interleaved(args) if args.rounds > 1 else {}
     for name in args.configs:
-        results[name] = run_config(args, contrastive_on=name == "regularizer")
+        if args.rounds == 1:
+            results[name] = run_config(args, contrastive_on=name == "regularizer")
         if name == "regularizer" and "baseline" in results:
             base, reg = results["baseline"], results[name]
             reg["overhead_vs_baseline"] = reg["step_ms"] / base["step_ms"] - 1.0
