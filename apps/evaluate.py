@@ -50,17 +50,25 @@ def main(argv=None) -> int:
     from keras_mtcl import evaluation, metrics
     from keras_mtcl.data import pipeline
     from keras_mtcl.data.sources import open_split
-    from keras_mtcl.model import load_model
+    from keras_mtcl.model import ModelFileError, load_model
 
     try:
         model = load_model(model_path, compile=False)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ModelFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    examples, data_specs = open_split(
-        args.dataset, args.split, manual_dir=args.manual_dir, data_dir=args.data_dir,
-        synthetic_size=args.synthetic_size, synthetic_count=args.synthetic_count,
-    )
+    if args.dataset != "synthetic" and not args.manual_dir:
+        message = f"dataset {args.dataset!r} is read from its downloaded folder: pass --manual-dir PATH."
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    try:
+        examples, data_specs = open_split(
+            args.dataset, args.split, manual_dir=args.manual_dir, data_dir=args.data_dir,
+            synthetic_size=args.synthetic_size, synthetic_count=args.synthetic_count,
+        )
+    except (FileNotFoundError, ValueError) as error:  # missing download, bad layout, unknown split or tasks
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     wanted = [n for n in args.tasks.split(",") if n] or model.task_names
     available = {t.name for t in data_specs}
     missing = [n for n in wanted if n not in available or n not in model.task_names]

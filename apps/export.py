@@ -1,12 +1,15 @@
-"""Export a trained `.keras` model for TF Serving (SavedModel) and as an inference-only `.keras`.
+"""Export a trained `.keras` model for TF Serving (SavedModel), as an inference-only `.keras`, and optionally ONNX.
 
     python apps/export.py runs/quickstart/model.keras --serving-root exported --name mtcl
     # -> exported/mtcl/1/ (SavedModel), exported/models.config, exported/mtcl.keras
+    python apps/export.py runs/quickstart/model.keras --serving-root exported --name mtcl --onnx
+    # -> also exported/mtcl.onnx (needs `pip install keras_mtcl[onnx]`)
 
 The model may come from any backend; export always runs on the TensorFlow
 backend (this script sets KERAS_BACKEND=tensorflow for itself). After
-writing, the SavedModel is loaded back by TensorFlow and its outputs are
-compared with the Keras model's on a test image.
+writing, the SavedModel is loaded back by TensorFlow (and the ONNX file run
+by onnxruntime) and its outputs are compared with the Keras model's on a
+test image.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     parser.add_argument("--base-path", help="base_path written to models.config (default: absolute path)")
     parser.add_argument("--pad-multiple", type=int, default=32, help="pad inputs to a multiple of this size")
-    parser.add_argument("--no-verify", action="store_true", help="skip loading the SavedModel back")
+    parser.add_argument("--onnx", action="store_true", help="also write <serving-root>/<name>.onnx (tf2onnx)")
+    parser.add_argument("--no-verify", action="store_true", help="skip loading the exports back")
     return parser.parse_args(argv)
 
 
@@ -38,31 +42,42 @@ def main(argv=None) -> int:
     model_path = Path(args.model)
 
     from keras_mtcl import export
-    from keras_mtcl.model import load_model
+    from keras_mtcl.model import ModelFileError, load_model
 
     try:
         model = load_model(model_path, compile=False)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, ModelFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    version_dir = export.export_for_serving(
-        model,
-        args.serving_root,
-        args.name,
-        version=args.version,
-        overwrite=args.overwrite,
-        base_path=args.base_path,
-        pad_multiple=args.pad_multiple,
-    )
-    keras_path = Path(args.serving_root) / f"{args.name}.keras"
-    export.inference_model(model).save(keras_path)
-    print(f"SavedModel: {version_dir}")
-    print(f"TF Serving config: {Path(args.serving_root) / 'models.config'}")
-    print(f"Inference-only Keras model: {keras_path}")
-    print(f"Outputs: {', '.join(export.output_names(model))}")
-    if not args.no_verify:
-        error = export.verify_saved_model(model, version_dir, pad_multiple=args.pad_multiple)
-        print(f"Verified: SavedModel loaded back by TensorFlow, max |difference| to Keras = {error:.2e}")
+    serving_root = Path(args.serving_root)
+    try:
+        version_dir = export.export_for_serving(
+            model,
+            serving_root,
+            args.name,
+            version=args.version,
+            overwrite=args.overwrite,
+            base_path=args.base_path,
+            pad_multiple=args.pad_multiple,
+        )
+        keras_path = serving_root / f"{args.name}.keras"
+        export.inference_model(model).save(keras_path)
+        print(f"SavedModel: {version_dir}")
+        print(f"TF Serving config: {serving_root / 'models.config'}")
+        print(f"Inference-only Keras model: {keras_path}")
+        print(f"Outputs: {', '.join(export.output_names(model))}")
+        if not args.no_verify:
+            difference = export.verify_saved_model(model, version_dir, pad_multiple=args.pad_multiple)
+            print(f"Verified: SavedModel loaded back by TensorFlow, max |difference| to Keras = {difference:.2e}")
+        if args.onnx:
+            onnx_path = export.export_onnx(model, serving_root / f"{args.name}.onnx", pad_multiple=args.pad_multiple)
+            print(f"ONNX model: {onnx_path}")
+            if not args.no_verify:
+                difference = export.verify_onnx(model, onnx_path, pad_multiple=args.pad_multiple)
+                print(f"Verified: ONNX model run by onnxruntime, max |difference| to Keras = {difference:.2e}")
+    except export.ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

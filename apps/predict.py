@@ -1,11 +1,24 @@
-"""Predict every task on your own images and write pictures (and optionally raw arrays).
+"""Predict every task on your own images with a `.keras` model or an exported SavedModel; write pictures and arrays.
 
     python apps/predict.py runs/quickstart/model.keras photo.jpg more_photos/ --out predictions/
+    python apps/predict.py exported/mtcl my_photos/ --out predictions/ --save-arrays
 
-For each image, writes `<out>/<name>.png`: the image followed by one picture
-per task (classes as colours, depth near=bright, normals as RGB, boundary and
-saliency probabilities as grey). With `--save-arrays`, also
-`<out>/<name>.npz` with the raw outputs at the image's size.
+The model is a `.keras` file (run by Keras on the current backend) or a
+SavedModel written by apps/export.py: its version folder
+(`<serving root>/<name>/<version>/`) or its model folder (`<serving
+root>/<name>/`, the highest version is used), run by TensorFlow through its
+`serving_default` signature (the signature pads by itself, so
+`--pad-multiple` applies to `.keras` models only).
+
+For each image `<stem>.<ext>`, writes `<out>/<stem>.png`: the image
+followed by one picture per task (classes as colours, depth near=bright,
+normals as RGB, boundary and saliency probabilities as grey). With
+`--save-arrays`, also one `.npy` file per output in `<out>/<stem>/`, named
+and computed as the SavedModel's outputs, at the image's size and without
+the batch axis: `<task>_classes.npy` (H, W) int32 and
+`<task>_probabilities.npy` (H, W, C) for semseg / human_parts, `depth.npy`
+(H, W, 1) metres, `normals.npy` (H, W, 3) unit vectors,
+`<task>_probability.npy` (H, W, 1) for edge / saliency.
 """
 
 from __future__ import annotations
@@ -35,13 +48,37 @@ def collect_images(paths: list[str]) -> list[Path]:
     return found
 
 
+def load_predictor(model_path: Path, pad_multiple: int):
+    """(predict one (H, W, 3) uint8 image -> {output name: array}, task specs, description) for either model kind."""
+    if model_path.is_dir():
+        from keras_mtcl import export
+
+        serve, specs, version_dir = export.load_saved_model(model_path)
+
+        def predict_saved(image):
+            return {name: value[0] for name, value in serve(image[None]).items()}
+
+        return predict_saved, specs, f"SavedModel {version_dir}"
+
+    from keras_mtcl.inference import predict_image, serving_outputs
+    from keras_mtcl.model import load_model
+
+    model = load_model(model_path, compile=False)
+    specs = list(model.task_specs)
+
+    def predict_keras(image):
+        return serving_outputs(specs, predict_image(model, image, pad_multiple=pad_multiple))
+
+    return predict_keras, specs, f"Keras model {model_path}"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a .keras model file")
+    parser.add_argument("model", help="a .keras model file, or a SavedModel (version or model folder) from apps/export.py")
     parser.add_argument("images", nargs="+", help="image files or folders of images")
     parser.add_argument("--out", default="predictions", help="output folder")
-    parser.add_argument("--save-arrays", action="store_true", help="also write raw outputs as .npz")
-    parser.add_argument("--pad-multiple", type=int, default=32)
+    parser.add_argument("--save-arrays", action="store_true", help="also write each output as <out>/<stem>/<output>.npy")
+    parser.add_argument("--pad-multiple", type=int, default=32, help="pad to a multiple of this (.keras models only)")
     args = parser.parse_args(argv)
     try:
         files = collect_images(args.images)
@@ -51,23 +88,27 @@ def main(argv=None) -> int:
     import numpy as np
     from PIL import Image
 
-    from keras_mtcl.inference import predict_image
-    from keras_mtcl.model import load_model
+    from keras_mtcl.export import ExportError
+    from keras_mtcl.inference import panel_maps
+    from keras_mtcl.model import ModelFileError
     from keras_mtcl.visualize import prediction_panel
 
     try:
-        model = load_model(args.model, compile=False)
-    except FileNotFoundError as error:
+        predict, specs, description = load_predictor(Path(args.model), args.pad_multiple)
+    except (FileNotFoundError, ModelFileError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    print(f"Model: {description}; tasks {[t.name for t in specs]}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(files, 1):
         image = np.asarray(Image.open(path).convert("RGB"))
-        predictions = predict_image(model, image, pad_multiple=args.pad_multiple)
-        Image.fromarray(prediction_panel(image, list(model.task_specs), predictions)).save(out / f"{path.stem}.png")
+        outputs = predict(image)
+        Image.fromarray(prediction_panel(image, specs, panel_maps(specs, outputs))).save(out / f"{path.stem}.png")
         if args.save_arrays:
-            np.savez_compressed(out / f"{path.stem}.npz", **predictions)
+            (out / path.stem).mkdir(exist_ok=True)
+            for name, value in outputs.items():
+                np.save(out / path.stem / f"{name}.npy", value)
         print(f"[{index}/{len(files)}] {path} -> {out / (path.stem + '.png')}", flush=True)
     return 0
 

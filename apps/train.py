@@ -35,21 +35,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _fail(error) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.config:
-        config = presets.RunConfig.from_dict(json.loads(Path(args.config).read_text()))
-        config = presets.apply_overrides(config, args.set)
-    else:
-        config = presets.get_preset(args.preset, args.set)
-    if args.output_dir:
-        config = config.replace(output_dir=args.output_dir)
+    try:
+        if args.config:
+            if not Path(args.config).is_file():
+                raise FileNotFoundError(f"no config file at {args.config} (--config takes a config.json of an earlier run).")
+            config = presets.RunConfig.from_dict(json.loads(Path(args.config).read_text()))
+            config = presets.apply_overrides(config, args.set)
+        else:
+            config = presets.get_preset(args.preset, args.set)
+        if args.output_dir:
+            config = config.replace(output_dir=args.output_dir)
+    except (OSError, ValueError) as error:  # unreadable --config, unknown preset or field, bad value
+        return _fail(error)
     if args.print_config:
         print(config.to_json())
         return 0
+    if config.dataset != "synthetic" and not config.manual_dir:
+        return _fail(f"dataset {config.dataset!r} is read from its downloaded folder: pass --set manual_dir=PATH.")
     from keras_mtcl import training
+    from keras_mtcl.data.decode import DatasetLayoutError, EmptySplitError, ManifestError
 
-    result = training.train(config)
+    try:
+        result = training.train(config)
+    except (FileNotFoundError, DatasetLayoutError, ManifestError, EmptySplitError) as error:
+        # Missing or misplaced downloads, weights files and manifests: the message says what to fix.
+        return _fail(error)
     if not args.no_export:
         # Export runs on the TensorFlow backend, in its own process, whatever backend trained.
         import subprocess

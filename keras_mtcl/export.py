@@ -19,23 +19,42 @@ mean colour, as the evaluation pipeline pads), runs the model, crops back to
 
 No projector and no deep-supervision head is inside: the exported model is
 `inference_model(model)`, which has exactly the baseline's weights.
+
+Beside the SavedModel, `assets.extra/tasks.json` (a folder that TensorFlow
+and TF Serving leave alone) records the task specs, output names and the
+signature's mean, std and pad multiple; `load_saved_model` reads it back.
+
+`export_onnx` converts the same serving computation to ONNX with tf2onnx
+(`pip install keras_mtcl[onnx]`): one input `images` (B, H, W, 3) uint8 with
+dynamic B, H and W, and the outputs above, by name.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import keras
 import numpy as np
 
 from keras_mtcl.model import MultiTaskModel
+from keras_mtcl import tasks as tasks_lib
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_mtcl.tasks import TaskSpec
+
+# Where the task specs travel with a SavedModel, relative to its folder.
+TASKS_FILE = Path("assets.extra") / "tasks.json"
+ONNX_OPSET = 17
 
 
 class ExportError(RuntimeError):
-    """The model cannot be exported as asked (wrong backend, bad target folder)."""
+    """The model cannot be exported as asked (wrong backend, bad target folder, failed check)."""
+
+
+class SavedModelNotFoundError(FileNotFoundError):
+    """A folder given as an exported model holds no SavedModel."""
 
 
 def inference_model(model: MultiTaskModel) -> MultiTaskModel:
@@ -89,14 +108,15 @@ def serving_function(
 
     if int(pad_multiple) < 1:
         raise ValueError(f"`pad_multiple` must be >= 1. Received: pad_multiple={pad_multiple}")
-    mean = tf.constant(np.asarray(mean, "float32") * 255.0)
-    std = tf.constant(np.asarray(std, "float32") * 255.0)
+    # numpy, not tf.constant: an eager tensor would be captured as an extra graph input (tf2onnx keeps it as one).
+    mean = np.asarray(mean, "float32") * 255.0
+    std = np.asarray(std, "float32") * 255.0
 
     def serve(images):
         tf.debugging.assert_equal(
             tf.shape(images)[-1], 3, message="`images` must be a (B, H, W, 3) uint8 RGB batch: wrong channel count"
         )
-        x = (tf.cast(images, tf.float32) - mean) / std
+        x = (tf.cast(images, tf.float32) - tf.constant(mean)) / tf.constant(std)
         height, width = tf.shape(x)[1], tf.shape(x)[2]
         padded_h = (height + pad_multiple - 1) // pad_multiple * pad_multiple
         padded_w = (width + pad_multiple - 1) // pad_multiple * pad_multiple
@@ -126,7 +146,11 @@ def export_saved_model(
     std: Sequence[float] = IMAGENET_STD,
     pad_multiple: int = 32,
 ) -> Path:
-    """Writes `inference_model(model)` as a SavedModel with the `serving_default` signature."""
+    """Writes `inference_model(model)` as a SavedModel with the `serving_default` signature.
+
+    Also writes `<directory>/assets.extra/tasks.json` (task specs, output
+    names, mean, std, pad multiple).
+    """
     _require_tensorflow_backend()
     import tensorflow as tf
 
@@ -140,6 +164,15 @@ def export_saved_model(
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     archive.write_out(str(directory), verbose=False)
+    metadata = {
+        "tasks": [task.get_config() for task in served.task_specs],
+        "outputs": output_names(served),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "pad_multiple": int(pad_multiple),
+    }
+    (directory / TASKS_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (directory / TASKS_FILE).write_text(json.dumps(metadata, indent=2))
     return directory
 
 
@@ -201,6 +234,46 @@ def export_for_serving(
     return version_dir
 
 
+def _largest_difference(
+    expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], what: str, tolerance: float, rtol: float = 0.0
+) -> float:
+    """Largest |actual - expected| over all outputs; class ids count the fraction of differing pixels.
+
+    Raises ExportError if an output is missing or any element differs by more
+    than `tolerance + rtol * max |expected|` (the output's largest magnitude).
+    """
+    worst = 0.0
+    for name, value in expected.items():
+        if name not in actual:
+            raise ExportError(f"The {what} has no output {name!r}; it has {sorted(actual)}.")
+        value = np.asarray(value)
+        got = np.asarray(actual[name])
+        if got.shape != value.shape:
+            raise ExportError(f"{what} output {name!r} has shape {got.shape}; Keras gives {value.shape}.")
+        if name.endswith("_classes"):
+            # argmax may flip on exact ties; count mismatching pixels instead.
+            difference = float(np.mean(got != value))
+            too_far = difference > tolerance
+        else:
+            difference = float(np.max(np.abs(got.astype("float64") - value.astype("float64")), initial=0.0))
+            # Relative to the output's scale: float32 rounding grows with it (untrained nets reach 1e7 metres).
+            too_far = difference > tolerance + rtol * float(np.max(np.abs(value), initial=0.0))
+        worst = max(worst, difference)
+        if too_far:
+            raise ExportError(
+                f"{what} output {name!r} differs from Keras by up to {difference:.3g} "
+                f"(allowed: {tolerance} + {rtol} * the output's largest magnitude)."
+            )
+    return worst
+
+
+def _test_images(images: np.ndarray | None) -> np.ndarray:
+    if images is None:
+        # One random 61x83 image: a size that needs padding.
+        return np.random.default_rng(0).integers(0, 256, (1, 61, 83, 3), dtype="uint8")
+    return np.asarray(images, "uint8")
+
+
 def verify_saved_model(
     model: MultiTaskModel,
     saved_model_dir: str | os.PathLike,
@@ -222,20 +295,190 @@ def verify_saved_model(
     """
     import tensorflow as tf
 
-    if images is None:
-        images = np.random.default_rng(0).integers(0, 256, (1, 61, 83, 3), dtype="uint8")
+    images = _test_images(images)
     loaded = tf.saved_model.load(str(saved_model_dir))
     served = loaded.signatures["serving_default"](images=tf.constant(images))
     expected = serving_function(inference_model(model), pad_multiple=pad_multiple)(tf.constant(images))
-    worst = 0.0
-    for name, value in expected.items():
-        if name not in served:
-            raise ExportError(f"The SavedModel has no output {name!r}; it has {sorted(served)}.")
-        difference = float(np.max(np.abs(served[name].numpy().astype("float64") - value.numpy().astype("float64"))))
+    return _largest_difference(
+        {k: v.numpy() for k, v in expected.items()}, {k: v.numpy() for k, v in served.items()}, "SavedModel", tolerance
+    )
+
+
+def find_saved_model(path: str | os.PathLike) -> Path:
+    """The SavedModel folder at `path`: `path` itself, or its highest numbered version folder.
+
+    Args:
+        path: a SavedModel folder (`<serving root>/<name>/<version>/`, with
+            `saved_model.pb`) or a TF Serving model folder (`<serving root>/<name>/`).
+
+    Raises:
+        SavedModelNotFoundError: no SavedModel there.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise SavedModelNotFoundError(f"no SavedModel folder at {path}.")
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = [p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+    if not versions:
+        raise SavedModelNotFoundError(
+            f"{path} is not an exported model: it has no saved_model.pb and no numbered version folder with one. "
+            "Pass a .keras file, a version folder (<serving root>/<name>/<version>/) or a model folder "
+            "(<serving root>/<name>/) written by apps/export.py."
+        )
+    return max(versions, key=lambda p: int(p.name))
+
+
+def _tasks_from_outputs(outputs: dict[str, Any]) -> list[TaskSpec]:
+    """Task specs read off output names and channel counts (for SavedModels without tasks.json)."""
+    specs = []
+    for name, tensor in outputs.items():
+        channels = tensor.shape[-1]
         if name.endswith("_classes"):
-            # argmax may flip on exact ties; count mismatching pixels instead.
-            difference = float(np.mean(served[name].numpy() != value.numpy()))
-        worst = max(worst, difference)
-        if difference > tolerance:
-            raise ExportError(f"SavedModel output {name!r} differs from Keras by {difference:.3g} > {tolerance}.")
-    return worst
+            continue
+        if name.endswith("_probabilities"):
+            specs.append(tasks_lib.semseg(num_classes=int(channels)).replace(name=name[: -len("_probabilities")]))
+        elif name.endswith("_probability"):
+            specs.append(tasks_lib.saliency().replace(name=name[: -len("_probability")]))
+        elif channels == 1:
+            specs.append(tasks_lib.depth().replace(name=name))
+        elif channels == 3:
+            specs.append(tasks_lib.normals().replace(name=name))
+        else:
+            raise ExportError(f"Cannot tell the task of SavedModel output {name!r} with shape {tensor.shape}.")
+    return specs
+
+
+def load_saved_model(path: str | os.PathLike) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], list[TaskSpec], Path]:
+    """Loads an exported SavedModel with TensorFlow (no Keras, any backend).
+
+    Args:
+        path: a version folder or a model folder (see `find_saved_model`).
+
+    Returns:
+        (predict, task specs, version folder): `predict` maps (B, H, W, 3)
+        uint8 images to {output name: numpy array} through `serving_default`.
+        The task specs come from `assets.extra/tasks.json`, or, for a
+        SavedModel without it, from the output names and channel counts.
+
+    Raises:
+        SavedModelNotFoundError: no SavedModel at `path`.
+        ExportError: the SavedModel has no `serving_default` signature.
+    """
+    import tensorflow as tf
+
+    directory = find_saved_model(path)
+    loaded = tf.saved_model.load(str(directory))
+    if "serving_default" not in loaded.signatures:
+        raise ExportError(
+            f"The SavedModel at {directory} has no serving_default signature; it has {list(loaded.signatures)}."
+        )
+    signature = loaded.signatures["serving_default"]
+    if (directory / TASKS_FILE).is_file():
+        specs = [TaskSpec.from_config(c) for c in json.loads((directory / TASKS_FILE).read_text())["tasks"]]
+    else:
+        specs = _tasks_from_outputs(signature.structured_outputs)
+
+    def predict(images: np.ndarray) -> dict[str, np.ndarray]:
+        # Through `loaded`: the signature alone does not keep the restored variables alive.
+        outputs = loaded.signatures["serving_default"](images=tf.constant(np.asarray(images, "uint8")))
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    return predict, specs, directory
+
+
+def _require_onnx():
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError as error:
+        raise ExportError(
+            f"ONNX export needs tf2onnx and onnx ({error}); install them with `pip install keras_mtcl[onnx]`."
+        ) from None
+
+
+def export_onnx(
+    model: MultiTaskModel,
+    path: str | os.PathLike,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    pad_multiple: int = 32,
+    opset: int = ONNX_OPSET,
+) -> Path:
+    """Writes the serving computation of `inference_model(model)` as an ONNX file (tf2onnx).
+
+    Input `images`: (B, H, W, 3) uint8, B, H and W dynamic. Outputs: those
+    of the SavedModel signature (module docstring), by name. The task specs
+    are stored in the model's metadata under `keras_mtcl.tasks` (JSON).
+
+    Runs on the TensorFlow backend and needs `pip install keras_mtcl[onnx]`.
+
+    Raises:
+        ExportError: another backend, tf2onnx missing, or a failed conversion.
+    """
+    _require_tensorflow_backend()
+    _require_onnx()
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    path = Path(path)
+    served = inference_model(model)
+    signature = [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
+    function = tf.function(serving_function(served, mean, std, pad_multiple), input_signature=signature)
+    try:
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=int(opset))
+    except Exception as error:  # tf2onnx reports unsupported ops with many exception types
+        raise ExportError(
+            f"tf2onnx could not convert the model to ONNX (opset {opset}): {type(error).__name__}: {error}. "
+            "The TensorFlow SavedModel export covers every model."
+        ) from error
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "keras_mtcl.tasks", json.dumps([t.get_config() for t in served.task_specs])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    return path
+
+
+def verify_onnx(
+    model: MultiTaskModel,
+    onnx_path: str | os.PathLike,
+    images: np.ndarray | None = None,
+    pad_multiple: int = 32,
+    tolerance: float = 1e-3,
+    rtol: float = 1e-3,
+) -> float:
+    """Runs the ONNX file with onnxruntime and compares it with the Keras model's serving outputs.
+
+    onnxruntime's kernels round differently from TensorFlow's (relative
+    differences of 1e-7 to 1e-4 of an output's scale, growing with depth).
+    Softmax and sigmoid outputs amplify them where logits are huge, as in
+    untrained deep models (PAD-Net on HRNet: logits near 1e4, probabilities
+    off by 0.02); trained models have small logits and pass.
+
+    Args:
+        images: (B, H, W, 3) uint8 test images (default: one random 61x83 image).
+        tolerance, rtol: an element may differ by `tolerance + rtol * m`,
+            m the largest magnitude of its output; class ids by a fraction
+            `tolerance` of pixels.
+
+    Returns:
+        The largest absolute difference over the float outputs (and the
+        fraction of differing class ids).
+
+    Raises:
+        ExportError: onnxruntime missing, or an output missing or too far.
+    """
+    _require_tensorflow_backend()
+    import tensorflow as tf
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("Checking the ONNX file needs onnxruntime: `pip install keras_mtcl[onnx]`.") from None
+    images = _test_images(images)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    actual = dict(zip(names, session.run(names, {"images": images})))
+    expected = serving_function(inference_model(model), pad_multiple=pad_multiple)(tf.constant(images))
+    return _largest_difference({k: v.numpy() for k, v in expected.items()}, actual, "ONNX model", tolerance, rtol)

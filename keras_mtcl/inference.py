@@ -1,14 +1,15 @@
-"""Predictions on arbitrary images with a Keras model: normalise, pad, predict, crop back."""
+"""Predictions on arbitrary images with a Keras model: normalise, pad, predict, crop back; serving-style outputs."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import keras
 import numpy as np
 
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD, normalize
+from keras_mtcl.tasks import TaskSpec
 
 
 def predict_image(
@@ -36,3 +37,60 @@ def predict_image(
     batch[0, :height, :width] = normalize(image, mean, std)
     outputs = model.predict_on_batch(batch)
     return {name: np.asarray(keras.ops.convert_to_numpy(value))[0, :height, :width] for name, value in outputs.items()}
+
+
+def serving_outputs(task_specs: Sequence[TaskSpec], predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The exported signature's outputs for one image, computed in numpy from raw predictions.
+
+    The same post-processing as `keras_mtcl.export.serving_function` (table
+    in that module's docstring), without the batch axis.
+
+    Args:
+        task_specs: the model's tasks.
+        predictions: {task: (H, W, C)} raw outputs, as `predict_image` returns.
+
+    Returns:
+        {output name: array}: `<task>_classes` (H, W) int32 and
+        `<task>_probabilities` (H, W, C) for classes, `<task>_probability`
+        (H, W, 1) for binary tasks, depth (H, W, 1) clamped at 0, normals
+        (H, W, 3) unit vectors; all float32 but the class ids.
+    """
+    outputs = {}
+    for task in task_specs:
+        y = np.asarray(predictions[task.name], "float32")
+        if task.kind == "classes":
+            exp = np.exp(y - y.max(axis=-1, keepdims=True))
+            outputs[f"{task.name}_classes"] = y.argmax(axis=-1).astype("int32")
+            outputs[f"{task.name}_probabilities"] = exp / exp.sum(axis=-1, keepdims=True)
+        elif task.kind == "binary":
+            outputs[f"{task.name}_probability"] = 1.0 / (1.0 + np.exp(-y))
+        elif task.kind == "depth":
+            outputs[task.name] = np.maximum(y, 0.0)
+        else:
+            outputs[task.name] = y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
+    return outputs
+
+
+def panel_maps(task_specs: Sequence[TaskSpec], outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-task maps for `visualize.prediction_panel` from serving outputs of one image.
+
+    The panel reads raw predictions (logits for class and binary tasks);
+    log-probabilities and the logit of a probability give the same pictures.
+
+    Args:
+        outputs: {output name: array} as `serving_outputs` returns (or a
+            SavedModel's signature, batch axis removed).
+
+    Returns:
+        {task: (H, W, C)} float32.
+    """
+    maps = {}
+    for task in task_specs:
+        if task.kind == "classes":
+            maps[task.name] = np.log(np.maximum(np.asarray(outputs[f"{task.name}_probabilities"], "float32"), 1e-30))
+        elif task.kind == "binary":
+            p = np.clip(np.asarray(outputs[f"{task.name}_probability"], "float32"), 1e-7, 1 - 1e-7)
+            maps[task.name] = np.log(p) - np.log1p(-p)
+        else:
+            maps[task.name] = np.asarray(outputs[task.name], "float32")
+    return maps

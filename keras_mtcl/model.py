@@ -230,6 +230,10 @@ class MultiTaskModel(keras.Model):
         return cls(**config)
 
 
+class ModelFileError(ValueError):
+    """A model path exists but is not a `.keras` archive (a folder, another file format, a broken archive)."""
+
+
 def load_model(path, compile: bool = True) -> MultiTaskModel:
     """Loads a `.keras` file written by `MultiTaskModel.save`, on any backend.
 
@@ -237,13 +241,23 @@ def load_model(path, compile: bool = True) -> MultiTaskModel:
     backbones' layers, the regularizer) first, so a fresh process can load it.
 
     Raises:
-        FileNotFoundError: no file at `path`.
+        FileNotFoundError: nothing at `path`.
+        ModelFileError: `path` is a folder, or a file that is not a `.keras`
+            zip archive with a `config.json`.
     """
     import importlib
     import os
+    import zipfile
 
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path} is a folder, not a .keras model file; pass the .keras file apps/train.py wrote.")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path}; train one with apps/train.py first.")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a .keras model file (a zip archive written by model.save).")
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise ModelFileError(f"{path} is a zip archive without config.json, not a .keras model file.")
 
     from keras_mtcl import backbones, decoders
 

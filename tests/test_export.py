@@ -150,3 +150,61 @@ def test_export_refuses_other_backends_and_bad_names(tmp_path):
     if keras.backend.backend() != "tensorflow":
         with pytest.raises(export.ExportError, match="KERAS_BACKEND=tensorflow"):
             export.export_saved_model(model, tmp_path / "x")
+
+
+def test_onnx_export_matches_keras_from_a_model_saved_on_this_backend(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export is the optional `onnx` extra")
+    pytest.importorskip("tf2onnx", reason="ONNX export is the optional `onnx` extra")
+    specs = [tasks.semseg(num_classes=4), tasks.depth(), tasks.normals(), tasks.edge()]
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), specs)
+    model_file = tmp_path / "model.keras"
+    model.save(model_file)
+
+    stdout = _run([sys.executable, str(ROOT / "apps/export.py"), str(model_file), "--serving-root", str(tmp_path / "serving"),
+                   "--name", "tiny", "--onnx"])
+    assert "Verified: ONNX model run by onnxruntime" in stdout
+    onnx_file = tmp_path / "serving" / "tiny.onnx"
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (images_input,) = session.get_inputs()
+    assert images_input.name == "images" and images_input.type == "tensor(uint8)"
+    assert images_input.shape[3] == 3 and all(isinstance(d, str) for d in images_input.shape[:3])  # dynamic B, H, W
+    metadata = json.loads(session.get_modelmeta().custom_metadata_map["keras_mtcl.tasks"])
+    assert [t["name"] for t in metadata] == ["semseg", "depth", "normals", "edge"]
+
+    # Two sizes through the same file: dynamic height and width, padding inside.
+    for shape in [(2, 45, 70, 3), (1, 32, 20, 3)]:
+        images = np.random.default_rng(shape[1]).integers(0, 256, shape, dtype="uint8")
+        names = [o.name for o in session.get_outputs()]
+        served = dict(zip(names, session.run(names, {"images": images})))
+        expected = _expected_outputs(model, images)
+        assert sorted(served) == sorted(expected)
+        for name, value in expected.items():
+            assert served[name].shape == value.shape, name
+            if name.endswith("_classes"):
+                assert np.mean(served[name] == value) > 0.999, name
+            else:
+                np.testing.assert_allclose(served[name], value, atol=2e-4, err_msg=name)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="in-process SavedModel export needs the TensorFlow backend")
+def test_load_saved_model_reads_tasks_from_the_export_or_from_its_outputs(tmp_path):
+    specs = [tasks.semseg(num_classes=4), tasks.depth(), tasks.normals(), tasks.saliency()]
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), specs)
+    version_dir = export.export_for_serving(model, tmp_path, "m", version=3)
+    export.export_for_serving(model, tmp_path, "m", version=12)
+    assert (version_dir / export.TASKS_FILE).is_file()
+
+    predict, loaded_specs, found = export.load_saved_model(tmp_path / "m")
+    assert found == tmp_path / "m" / "12"  # the highest version, compared as numbers
+    assert loaded_specs == specs
+    outputs = predict(np.zeros((1, 20, 30, 3), "uint8"))
+    assert outputs["semseg_probabilities"].shape == (1, 20, 30, 4) and outputs["normals"].shape == (1, 20, 30, 3)
+
+    # A SavedModel without tasks.json: names, kinds and channels come from its outputs.
+    (version_dir / export.TASKS_FILE).unlink()
+    _, derived, found = export.load_saved_model(version_dir)
+    assert found == version_dir
+    assert {(t.name, t.kind, t.channels) for t in derived} == {(t.name, t.kind, t.channels) for t in specs}
+
+    with pytest.raises(export.SavedModelNotFoundError, match="no saved_model.pb"):
+        export.load_saved_model(tmp_path)
