@@ -15,7 +15,8 @@ synthetic validation scenes with the reference metrics, and writes:
   ablation continues where it stopped (`--rerun` forces them).
 - `<out>/results.md`: per configuration, each task's main metric as mean
   +- standard deviation over seeds, and delta_m against the single-task
-  baselines of the same seed (mean +- std over seeds).
+  baselines of the same seed (mean +- std over seeds); then each multi-task
+  configuration's per-seed difference to the multi-task baseline.
 - `<out>/models/<config>_seed<seed>.keras` for `--save-models` configs
   (inputs of `tools/consistency.py`).
 
@@ -154,6 +155,32 @@ def summarize(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def paired_differences(records: list[dict], reference: str = "mt_baseline") -> str:
+    """Markdown table: each multi-task config minus `reference` of the same seed, per task (mean +- std).
+
+    Pairing by seed removes what the two runs share (initialisation, batch
+    order), so a difference that keeps its sign over seeds stands out of the
+    seed-to-seed spread of the absolute numbers.
+    """
+    from keras_mtcl.metrics import MAIN_METRICS
+
+    by_config: dict[str, dict[int, dict]] = {}
+    for record in records:
+        by_config.setdefault(record["config"], {})[record["seed"]] = record["metrics"]
+    if reference not in by_config:
+        return ""
+    keys = [f"{task}_{MAIN_METRICS[task]}" for task in SYNTHETIC_TASKS]
+    lines = [f"| config - {reference} (same seed) | seeds | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+    for name in [n for n in CONFIGS if n in by_config and n != reference and not n.startswith("single_")]:
+        seeds = sorted(set(by_config[name]) & set(by_config[reference]))
+        cells = []
+        for key in keys:
+            diffs = [by_config[name][s][key] - by_config[reference][s][key] for s in seeds if key in by_config[name][s]]
+            cells.append("%+.2f +- %.2f" % _mean_std(diffs) if diffs else "")
+        lines.append(f"| {name} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/ablation", help="output folder")
@@ -220,6 +247,9 @@ def main(argv=None) -> int:
     # The last record of each (config, seed) wins.
     latest = {(r["config"], r["seed"]): r for r in records}
     table = summarize(list(latest.values()))
+    paired = paired_differences(list(latest.values()))
+    if paired:
+        table += "\n\n" + paired
     (out / "results.md").write_text(table + "\n")
     print(table)
     print(f"Wrote {results_path} and {out / 'results.md'}")
