@@ -87,8 +87,8 @@ def base_config(args: argparse.Namespace):
     )
 
 
-def run_one(config, data) -> dict:
-    """Trains `config` for its step budget and evaluates it; returns its metrics."""
+def run_one(config, data) -> tuple[dict, Any]:
+    """Trains `config` for its step budget and evaluates it; returns (metrics, trained model)."""
     import keras
 
     from keras_mtcl import training
