@@ -1,27 +1,11 @@
 """Task specifications for multi-task dense prediction.
 
-A `TaskSpec` is plain data: what a task predicts, what its labels look like and
-how it is trained and scored. Everything downstream (decoders, losses,
-metrics, the contrastive regularizer, data pipelines, export) reads these
-fields and never hard-codes a task.
-
-Label conventions (shared by every dataset and pipeline in the package):
-
-| kind      | tasks                | label (per image)          | invalid pixels            |
-|-----------|----------------------|----------------------------|---------------------------|
-| classes   | semseg, human_parts  | (H, W, 1) int, 0..C-1      | 255                       |
-| depth     | depth                | (H, W, 1) float32, metres  | 0 (no measurement) or 255 |
-| normals   | normals              | (H, W, 3) float32, unit    | zero vector or 255        |
-| binary    | edge, saliency       | (H, W, 1) {0, 1}           | 255                       |
-
-Predictions (model outputs, before any post-processing):
-
-| kind    | output                               |
-|---------|--------------------------------------|
-| classes | (B, H, W, C) logits                  |
-| depth   | (B, H, W, 1) metres                  |
-| normals | (B, H, W, 3) unnormalised vectors    |
-| binary  | (B, H, W, 1) logits                  |
+A `TaskSpec` is plain data: what a task predicts, what its labels look like
+and how it is trained and scored. Its label kind (`keras_mtcl.kinds`) gives
+every default (output channels, loss, metrics, label conventions), so a task
+with any name is trained, scored, exported and drawn like a standard one of
+the same kind; the builders below only change what the reference codebases
+change (loss weights, the edge loss and metrics).
 
 Default loss weights follow the reference codebases (MTI-Net, ATRC, InvPT):
 NYUD semseg 1, depth 1, normals 10, edge 50; PASCAL semseg 1, human_parts 2,
@@ -34,12 +18,10 @@ import dataclasses
 import types
 from typing import Any, Iterable, Mapping, Sequence
 
-IGNORE_INDEX = 255
+from keras_mtcl.kinds import IGNORE_INDEX, KINDS, LabelKind, get_kind
 
-KINDS = ("classes", "depth", "normals", "binary")
-
-# Names that `MultiTaskModel` uses for its own output groups in training.
-RESERVED_NAMES = ("predictions", "features", "auxiliary")
+# Keys of a dataset example that are not tasks.
+RESERVED_NAMES = ("image", "id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,68 +30,101 @@ class TaskSpec:
 
     Args:
         name: task name, the key of its labels and predictions.
-        kind: label kind, one of `"classes"`, `"depth"`, `"normals"`, `"binary"`.
-        channels: number of output channels (classes for `"classes"`).
-        loss: name of the loss in `keras_mtcl.losses.LOSSES`.
+        kind: label kind, a name in `keras_mtcl.kinds.KINDS` (`"classes"`,
+            `"binary"`, `"depth"`, `"normals"`).
+        channels: output channels; required for `classes` (one per class),
+            fixed by the kind otherwise.
+        loss: loss name in `keras_mtcl.losses.LOSSES`; default the kind's.
         loss_weight: weight of the task's loss in the total loss.
-        metrics: names of the metrics reported for the task; the first is the
-            main metric used for `delta_m`.
-        higher_is_better: whether the main metric improves upwards.
+        metrics: metric names reported for the task; default the kind's. The
+            first is the main metric, the one `delta_m` reads.
         ignore_value: label value that marks pixels to ignore.
         loss_options: keyword arguments of the loss (e.g. `pos_weight`).
+        sparse: labels are thin structures (1-px boundaries): the
+            regularizer brings them to the feature resolution with the kind's
+            sparse rule (binary: any positive pixel in the cell).
+
+    Example:
+    >>> spec = TaskSpec("segmentation", "classes", channels=5)
+    >>> spec.loss, spec.main_metric, spec.higher_is_better
+    ('cross_entropy', 'miou', True)
+    >>> TaskSpec("height", "depth").metrics[0]
+    'rmse'
     """
 
     name: str
     kind: str
-    channels: int
-    loss: str
+    channels: int | None = None
+    loss: str | None = None
     loss_weight: float = 1.0
-    metrics: tuple[str, ...] = ()
-    higher_is_better: bool = True
+    metrics: tuple[str, ...] | None = None
     ignore_value: int = IGNORE_INDEX
     loss_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    sparse: bool = False
 
     def __post_init__(self):
         if not self.name or not isinstance(self.name, str):
             raise ValueError(f"`name` must be a non-empty string. Received: name={self.name!r}")
         if self.name in RESERVED_NAMES:
             raise ValueError(
-                f"`name` must not be one of {RESERVED_NAMES}, which name the model's "
-                f"output groups. Received: name={self.name!r}"
+                f"`name` must not be one of {RESERVED_NAMES}, which are keys of every example. Received: name={self.name!r}"
             )
-        if self.kind not in KINDS:
-            raise ValueError(f"`kind` must be one of {KINDS}. Received: kind={self.kind!r}")
-        if int(self.channels) < 1:
-            raise ValueError(f"`channels` must be >= 1. Received: channels={self.channels}")
-        if self.kind == "classes" and self.channels < 2:
-            raise ValueError(
-                "A `classes` task needs `channels` >= 2 (one per class). "
-                f"Received: channels={self.channels}"
-            )
-        expected = {"depth": 1, "normals": 3, "binary": 1}.get(self.kind)
-        if expected is not None and self.channels != expected:
-            raise ValueError(
-                f"A `{self.kind}` task has {expected} output channel(s). "
-                f"Received: channels={self.channels}"
-            )
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
+            raise ValueError(f"`kind` must be one of {list(KINDS)}. Received: kind={self.kind!r}")
+        kind = KINDS[self.kind]
+        channels = kind.output_channels if self.channels is None else self.channels
+        if channels is None:
+            raise ValueError(f"A `{self.kind}` task needs `channels` (one per class). Received: channels=None")
+        if isinstance(channels, bool) or int(channels) != channels:
+            raise ValueError(f"`channels` must be an integer. Received: channels={channels!r}")
+        kind.check_channels(int(channels))
+        object.__setattr__(self, "channels", int(channels))
+        object.__setattr__(self, "loss", kind.loss if self.loss is None else self.loss)
+        metrics = kind.metrics if self.metrics is None else self.metrics
+        if isinstance(metrics, str):
+            raise ValueError(f"`metrics` must be a sequence of metric names. Received: metrics={metrics!r}")
+        object.__setattr__(self, "metrics", tuple(metrics))
         if float(self.loss_weight) < 0:
             raise ValueError(f"`loss_weight` must be >= 0. Received: loss_weight={self.loss_weight}")
-        object.__setattr__(self, "metrics", tuple(self.metrics))
+        if self.sparse and kind.sparse_resize is None:
+            raise ValueError(f"A `{self.kind}` task cannot be `sparse` (no sparse rule for its kind). Received: sparse=True")
         object.__setattr__(self, "loss_options", types.MappingProxyType(dict(self.loss_options)))
 
     @property
+    def label_kind(self) -> LabelKind:
+        """The task's `keras_mtcl.kinds.LabelKind`."""
+        return get_kind(self.kind)
+
+    @property
     def num_classes(self) -> int:
-        """Number of classes of a `classes` or `binary` task (2 for binary)."""
-        if self.kind == "classes":
-            return self.channels
-        if self.kind == "binary":
-            return 2
-        raise ValueError(f"Task {self.name!r} of kind {self.kind!r} has no classes.")
+        """Number of classes of a discrete task (2 for binary)."""
+        classes = self.label_kind.num_classes(self.channels)
+        if classes is None:
+            raise ValueError(f"Task {self.name!r} of kind {self.kind!r} has no classes.")
+        return classes
 
     @property
     def label_channels(self) -> int:
-        """Channels of the label tensor: 3 for normals, else 1."""
-        return 3 if self.kind == "normals" else 1
+        """Channels of the label tensor (3 for normals, else 1)."""
+        return self.label_kind.label_channels
+
+    @property
+    def main_metric(self) -> str | None:
+        """The metric `delta_m` reads: the first of `metrics` (None without metrics)."""
+        return self.metrics[0] if self.metrics else None
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether the main metric improves upwards (`keras_mtcl.metrics.HIGHER_IS_BETTER`)."""
+        from keras_mtcl.metrics import HIGHER_IS_BETTER
+
+        if self.main_metric is None:
+            raise ValueError(f"Task {self.name!r} has no metric, so no direction. Received: metrics=()")
+        return HIGHER_IS_BETTER[self.main_metric]
+
+    def valid_mask(self, labels, xp=None):
+        """(...) bool validity of (..., c) labels, the kind's rule (`LabelKind.valid_mask`)."""
+        return self.label_kind.valid_mask(labels, self.channels, self.ignore_value, xp=xp)
 
     def replace(self, **changes) -> "TaskSpec":
         """Returns a copy with some fields changed, e.g. `spec.replace(loss_weight=2.0)`."""
@@ -124,60 +139,31 @@ class TaskSpec:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "TaskSpec":
         config = dict(config)
-        config["metrics"] = tuple(config.get("metrics", ()))
+        # v0.1 stored the main metric's direction; it now follows from the metric.
+        config.pop("higher_is_better", None)
+        if config.get("metrics") is not None:
+            config["metrics"] = tuple(config["metrics"])
         return cls(**config)
 
 
 def semseg(num_classes: int = 40, loss_weight: float = 1.0) -> TaskSpec:
     """Semantic segmentation: cross-entropy, scored by mIoU."""
-    return TaskSpec(
-        name="semseg",
-        kind="classes",
-        channels=num_classes,
-        loss="cross_entropy",
-        loss_weight=loss_weight,
-        metrics=("miou", "pixel_accuracy"),
-        higher_is_better=True,
-    )
+    return TaskSpec(name="semseg", kind="classes", channels=num_classes, loss_weight=loss_weight)
 
 
 def human_parts(num_classes: int = 7, loss_weight: float = 2.0) -> TaskSpec:
     """Human part segmentation (background + 6 parts): cross-entropy, mIoU."""
-    return TaskSpec(
-        name="human_parts",
-        kind="classes",
-        channels=num_classes,
-        loss="cross_entropy",
-        loss_weight=loss_weight,
-        metrics=("miou", "pixel_accuracy"),
-        higher_is_better=True,
-    )
+    return TaskSpec(name="human_parts", kind="classes", channels=num_classes, loss_weight=loss_weight)
 
 
 def depth(loss_weight: float = 1.0) -> TaskSpec:
     """Metric depth: L1 over valid pixels, scored by RMSE (lower is better)."""
-    return TaskSpec(
-        name="depth",
-        kind="depth",
-        channels=1,
-        loss="depth_l1",
-        loss_weight=loss_weight,
-        metrics=("rmse", "log_rmse", "abs_rel", "delta1"),
-        higher_is_better=False,
-    )
+    return TaskSpec(name="depth", kind="depth", loss_weight=loss_weight)
 
 
 def normals(loss_weight: float = 10.0) -> TaskSpec:
     """Surface normals: L1 on normalised vectors, scored by mean angle error (lower is better)."""
-    return TaskSpec(
-        name="normals",
-        kind="normals",
-        channels=3,
-        loss="normals_l1",
-        loss_weight=loss_weight,
-        metrics=("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"),
-        higher_is_better=False,
-    )
+    return TaskSpec(name="normals", kind="normals", loss_weight=loss_weight)
 
 
 def edge(loss_weight: float = 50.0, pos_weight: float = 0.95) -> TaskSpec:
@@ -185,26 +171,17 @@ def edge(loss_weight: float = 50.0, pos_weight: float = 0.95) -> TaskSpec:
     return TaskSpec(
         name="edge",
         kind="binary",
-        channels=1,
         loss="weighted_bce",
         loss_weight=loss_weight,
         metrics=("odsf", "edge_loss"),
-        higher_is_better=True,
         loss_options={"pos_weight": pos_weight},
+        sparse=True,
     )
 
 
 def saliency(loss_weight: float = 5.0) -> TaskSpec:
     """Saliency: class-balanced BCE, scored by maxF."""
-    return TaskSpec(
-        name="saliency",
-        kind="binary",
-        channels=1,
-        loss="balanced_bce",
-        loss_weight=loss_weight,
-        metrics=("maxf", "miou"),
-        higher_is_better=True,
-    )
+    return TaskSpec(name="saliency", kind="binary", loss_weight=loss_weight)
 
 
 # Builders of the six standard tasks, by name.

@@ -36,7 +36,7 @@ def test_task_spec_config_round_trip_keeps_non_defaults():
         ({"name": "x", "kind": "voxels", "channels": 1, "loss": "depth_l1"}, "Received: kind='voxels'"),
         ({"name": "x", "kind": "depth", "channels": 2, "loss": "depth_l1"}, "Received: channels=2"),
         ({"name": "x", "kind": "classes", "channels": 1, "loss": "cross_entropy"}, "Received: channels=1"),
-        ({"name": "features", "kind": "depth", "channels": 1, "loss": "depth_l1"}, "Received: name='features'"),
+        ({"name": "image", "kind": "depth", "channels": 1, "loss": "depth_l1"}, "Received: name='image'"),
         ({"name": "x", "kind": "depth", "channels": 1, "loss": "depth_l1", "loss_weight": -1}, "loss_weight=-1"),
     ],
 )
