@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     )
     report = {"model": str(model_path), "dataset": args.dataset, "split": args.split, "metrics": results}
     if args.baselines:
-        report["delta_m"] = metrics.delta_m(results, evaluation.load_baselines(args.baselines))
+        report["delta_m"] = metrics.delta_m(results, evaluation.load_baselines(args.baselines), tasks=specs)
     output = Path(args.output or model_path.parent / f"evaluation_{args.dataset}_{args.split}.json")
     output.write_text(json.dumps(report, indent=2))
     print(evaluation.format_table(results))

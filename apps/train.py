@@ -1,4 +1,4 @@
-"""Train a multi-task model with model.fit from a named preset.
+"""Train a multi-task model (`MultiTaskTrainer.fit`) from a named preset.
 
     python apps/train.py --preset quickstart
     python apps/train.py --preset quickstart --set epochs=2 --set contrastive=false

@@ -6,20 +6,25 @@ each other, and a triplet loss on projections of F_t pulls positives
 together and pushes negatives apart. The specification, with every default,
 is the project's METHOD.md; in short, per image and (target, source) pair:
 
-1. The source labels are resized to F_t's resolution (nearest sampling) and
-   turned into a validity mask and a label distance delta(i, j):
+1. The source labels are brought to F_t's resolution without interpolating
+   values (nearest sampling; for a task marked `sparse`, thin binary
+   structures such as edges, a cell is positive when any of its pixels is)
+   and turned into a validity mask and a label distance delta(i, j). All of
+   it is the source task's label kind's (`keras_mtcl.kinds`:
+   `LabelKind.feature_labels`, `valid_mask`, `distance`, `thresholds`,
+   `ranking_margin`, `discrete`):
 
-   | kind    | delta(i, j)                      | invalid pixels             |
-   |---------|----------------------------------|----------------------------|
-   | classes | 0 if same class else 1           | ignore value, out of range |
-   | binary  | 0 if same value else 1           | ignore value, negative     |
-   | depth   | abs(log d_i - log d_j)           | d <= 0, ignore value       |
-   | normals | angle between vectors, degrees   | zero vector, ignore value  |
+   | kind    | delta(i, j)                      | invalid pixels                  |
+   |---------|----------------------------------|---------------------------------|
+   | classes | 0 if same class else 1           | ignore value, out of range      |
+   | binary  | 0 if same value else 1           | ignore value, outside 0..1      |
+   | depth   | abs(log d_i - log d_j)           | d <= 0, non-finite, ignore      |
+   | normals | angle between vectors, degrees   | zero vector, non-finite, ignore |
 
 2. `num_anchors` anchors and, independently, a pool of `pool_size`
    candidates are drawn among valid pixels without replacement (random
    scores, invalid pixels at -inf, top-k; a pixel is never its own positive
-   or negative). With `balance`, for classes/binary sources a pixel's
+   or negative). With `balance`, for discrete (classes/binary) sources a pixel's
    score is `-(1 - u) * n_c` (u uniform, n_c the pixel count of its class in
    the image): the pixels drawn from each class are those with
    `(1 - u) < T / n_c` for a common threshold T, so every class present
@@ -61,125 +66,41 @@ from typing import Any, Callable, Mapping, Sequence
 import keras
 from keras import ops
 
-from keras_mtcl.losses import normals_valid_mask
-from keras_mtcl.tasks import KINDS, TaskSpec, validate_tasks
+from keras_mtcl.kinds import KINDS
+from keras_mtcl.losses import label_map
+from keras_mtcl.tasks import TaskSpec, validate_tasks
 
 CRITERIA = ("threshold", "ranking")
 SOURCE_SELECTIONS = ("random", "all")
 
-# (tau_pos, tau_neg) per label kind, in the units of `label_distance`.
-DEFAULT_THRESHOLDS = types.MappingProxyType(
-    {
-        "classes": (0.0, 0.0),
-        "binary": (0.0, 0.0),
-        "depth": (math.log(1.05), math.log(1.25)),  # within 5% / beyond 25%
-        "normals": (10.0, 30.0),  # degrees
-    }
-)
-
-# eps of the ranking criterion per label kind: the two candidates' distances
-# to the anchor must differ by more than eps.
-DEFAULT_RANKING_MARGINS = types.MappingProxyType(
-    {"classes": 0.0, "binary": 0.0, "depth": math.log(1.05), "normals": 10.0}
-)
-
-_DISCRETE_KINDS = ("classes", "binary")
+# The label kinds' defaults in the format of the layer's `thresholds` and
+# `ranking_margins` options, {kind name: value} (`LabelKind.thresholds`:
+# (tau_pos, tau_neg) in the units of the kind's distance; `ranking_margin`:
+# the two candidates' distances to the anchor must differ by more than eps).
+DEFAULT_THRESHOLDS = types.MappingProxyType({name: kind.thresholds for name, kind in KINDS.items()})
+DEFAULT_RANKING_MARGINS = types.MappingProxyType({name: kind.ranking_margin for name, kind in KINDS.items()})
 
 
 # ---------------------------------------------------------------------------
-# Labels: resizing, validity, distances.
+# Labels: the source task's kind says how to bring them to the feature
+# resolution, which are valid and how far apart two are.
 
 
-def _as_label_map(labels):
-    """(B, H, W) or (B, H, W, c) -> (B, H, W, c) float32."""
-    labels = ops.cast(labels, "float32")
-    if len(labels.shape) == 3:
-        labels = ops.expand_dims(labels, -1)
-    return labels
-
-
-def resize_labels_nearest(labels, size):
-    """Resizes label maps with nearest sampling (no interpolation of ids or vectors).
-
-    Output pixel i reads input pixel floor((i + 0.5) * H / h), i.e. the
-    nearest input pixel to its centre (half-pixel centres, like
-    `F.interpolate(mode="nearest-exact")`); for an integer factor f it is
-    pixel f * i + f // 2.
+def feature_labels(task: TaskSpec, labels, size):
+    """`task`'s labels at the feature resolution `size` = (h, w), by its kind's rule.
 
     Args:
+        task: the source `TaskSpec` (its kind, channels, ignore value and `sparse`).
         labels: (B, H, W) or (B, H, W, c) labels, any dtype.
-        size: (h, w) output size (ints, or scalar tensors in a TF graph).
+        size: (h, w) (ints, or scalar tensors in a TF graph for a non-sparse task).
 
     Returns:
-        (B, h, w, c) float32.
+        (B, h, w, c) float32: nearest sampling, or for a `sparse` task the
+        kind's sparse rule (binary: 1 where any valid pixel of the cell is 1).
     """
-    labels = _as_label_map(labels)
-    shape = ops.shape(labels)
-    out = labels
-    for axis, (source, target) in enumerate(zip((shape[1], shape[2]), size), start=1):
-        if isinstance(source, int) and isinstance(target, int) and source == target:
-            continue
-        # Integer arithmetic: floor((2 i + 1) * H / (2 h)).
-        index = ops.floor_divide((2 * ops.arange(target, dtype="int32") + 1) * source, 2 * target)
-        index = ops.minimum(index, source - 1)
-        out = ops.take(out, index, axis=axis)
-    return out
-
-
-def valid_mask(task: TaskSpec, labels):
-    """Pixels whose label of `task` is valid.
-
-    Args:
-        task: the `TaskSpec` whose label conventions apply.
-        labels: (..., c) labels (c = 3 for normals, else 1).
-
-    Returns:
-        (...) bool: classes 0 <= y < channels and y != ignore; binary y >= 0
-        and y != ignore; depth y > 0, finite and != ignore; normals neither
-        the zero vector nor ignore.
-    """
-    labels = ops.cast(labels, "float32")
-    if task.kind == "normals":
-        return ops.logical_and(normals_valid_mask(labels, task.ignore_value), ops.all(ops.isfinite(labels), axis=-1))
-    y = labels[..., 0]
-    not_ignored = y != task.ignore_value
-    if task.kind == "classes":
-        return ops.logical_and(not_ignored, ops.logical_and(y >= 0, y < task.channels))
-    if task.kind == "binary":
-        return ops.logical_and(not_ignored, y >= 0)
-    return ops.logical_and(not_ignored, ops.logical_and(y > 0, ops.isfinite(y)))
-
-
-def label_distance(kind: str, labels_a, labels_b):
-    """delta(a, b) between labels of one kind, with broadcasting.
-
-    Args:
-        kind: `"classes"`, `"binary"`, `"depth"` or `"normals"`.
-        labels_a: (..., c) labels (c = 3 for normals, else 1).
-        labels_b: (..., c), broadcastable against `labels_a`.
-
-    Returns:
-        (...) float32: classes 0/1 (same/different class); binary 0/1 after
-        thresholding at 0.5; depth abs(log a - log b); normals the angle
-        between the vectors in degrees. Finite for invalid labels too
-        (their value is meaningless; mask them with `valid_mask`).
-    """
-    a = ops.cast(labels_a, "float32")
-    b = ops.cast(labels_b, "float32")
-    if kind == "classes":
-        return ops.cast(a[..., 0] != b[..., 0], "float32")
-    if kind == "binary":
-        return ops.cast((a[..., 0] > 0.5) != (b[..., 0] > 0.5), "float32")
-    if kind == "depth":
-        log_a = ops.log(ops.maximum(a[..., 0], 1e-12))
-        log_b = ops.log(ops.maximum(b[..., 0], 1e-12))
-        return ops.abs(log_a - log_b)
-    if kind == "normals":
-        a = a * ops.rsqrt(ops.maximum(ops.sum(ops.square(a), axis=-1, keepdims=True), 1e-24))
-        b = b * ops.rsqrt(ops.maximum(ops.sum(ops.square(b), axis=-1, keepdims=True), 1e-24))
-        cosine = ops.clip(ops.sum(a * b, axis=-1), -1.0, 1.0)
-        return ops.arccos(cosine) * (180.0 / math.pi)
-    raise ValueError(f"Unknown label kind. Expected one of {KINDS}. Received: kind={kind!r}")
+    return task.label_kind.feature_labels(
+        label_map(labels), size, task.channels, task.ignore_value, sparse=task.sparse
+    )
 
 
 def criterion_masks(delta, tau_pos: float, tau_neg: float):
@@ -219,7 +140,7 @@ def sampling_scores(task: TaskSpec, labels, valid, uniform, balance: bool = True
         labels: (B, P, c) source labels per pixel.
         valid: (B, P) bool validity of the labels.
         uniform: (..., B, P) uniform draws in [0, 1).
-        balance: for classes/binary sources, score `-(1 - u) * n_c` with n_c
+        balance: for discrete (classes/binary) sources, score `-(1 - u) * n_c` with n_c
             the pixel count of the pixel's class in its image, so that each
             class present gets about the same number of the top-k pixels.
 
@@ -227,10 +148,10 @@ def sampling_scores(task: TaskSpec, labels, valid, uniform, balance: bool = True
         (..., B, P) float32.
     """
     uniform = ops.cast(uniform, "float32")
-    if balance and task.kind in _DISCRETE_KINDS:
-        y = labels[..., 0]
-        classes = ops.cast(y > 0.5, "float32") if task.kind == "binary" else y
-        classes = ops.cast(ops.where(valid, classes, 0.0), "int32")
+    if balance and task.label_kind.discrete:
+        # Valid ids are integers (binary 0/1): rounding keeps them and
+        # matches binary's distance (y > 0.5) on any value in [0, 1].
+        classes = ops.cast(ops.where(valid, ops.round(labels[..., 0]), 0.0), "int32")
         # Per-image class counts with one segment sum over (image, class) ids:
         # O(B P), where a one-hot would be O(B P C).
         num_classes = task.num_classes
@@ -361,26 +282,27 @@ def sample_triplets(
             rotation of the pool's scores), so every eligible pool pixel is
             equally likely; one (B, N + M) draw instead of (B, N, M).
         num_anchors, pool_size, balance, criterion: as in `CrossTaskContrastive`.
-        thresholds: (tau_pos, tau_neg); default `DEFAULT_THRESHOLDS[task.kind]`.
-        ranking_margin: eps; default `DEFAULT_RANKING_MARGINS[task.kind]`.
+        thresholds: (tau_pos, tau_neg); default the kind's (`LabelKind.thresholds`).
+        ranking_margin: eps; default the kind's (`LabelKind.ranking_margin`).
 
     Returns:
         {"anchor", "positive", "negative": (B, num_anchors) int32 pixel
         indices into the flattened (h * w) map, "weights": (B, num_anchors)
         float32, 1 where the anchor is valid and has a triplet, else 0}.
     """
-    thresholds = DEFAULT_THRESHOLDS[task.kind] if thresholds is None else tuple(thresholds)
-    ranking_margin = DEFAULT_RANKING_MARGINS[task.kind] if ranking_margin is None else ranking_margin
-    labels = resize_labels_nearest(labels, size)
+    kind = task.label_kind
+    thresholds = kind.thresholds if thresholds is None else tuple(thresholds)
+    ranking_margin = kind.ranking_margin if ranking_margin is None else ranking_margin
+    labels = feature_labels(task, labels, size)
     shape = ops.shape(labels)
     labels = ops.reshape(labels, (shape[0], -1, labels.shape[-1]))
-    valid = valid_mask(task, labels)
+    valid = task.valid_mask(labels)
     scores = sampling_scores(task, labels, valid, uniform_pixels, balance)  # (2, B, P)
     anchor, anchor_ok = sample_pixels(scores[0], num_anchors)
     pool, pool_ok = sample_pixels(scores[1], pool_size)
     anchor_labels = gather_pixels(labels, anchor)  # (B, N, c)
     pool_labels = gather_pixels(labels, pool)  # (B, M, c)
-    delta = label_distance(task.kind, ops.expand_dims(anchor_labels, 2), ops.expand_dims(pool_labels, 1))
+    delta = kind.distance(ops.expand_dims(anchor_labels, 2), ops.expand_dims(pool_labels, 1))
     candidate_ok = ops.logical_and(
         ops.expand_dims(pool_ok, 1), ops.expand_dims(pool, 1) != ops.expand_dims(anchor, 2)
     )  # (B, N, M)
@@ -533,10 +455,10 @@ def _check_per_kind(name: str, value, check: Callable[[Any], Any]) -> dict | Non
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise ValueError(f"`{name}` must be None or a dict {{kind: value}} over kinds {KINDS}. Received: {name}={value!r}")
+        raise ValueError(f"`{name}` must be None or a dict {{kind: value}} over kinds {list(KINDS)}. Received: {name}={value!r}")
     unknown = [k for k in value if k not in KINDS]
     if unknown:
-        raise ValueError(f"`{name}` has unknown label kinds {unknown}; expected kinds among {KINDS}. Received: {name}={value!r}")
+        raise ValueError(f"`{name}` has unknown label kinds {unknown}; expected kinds among {list(KINDS)}. Received: {name}={value!r}")
     return {k: check(v) for k, v in value.items()}
 
 
@@ -789,8 +711,9 @@ class CrossTaskContrastive(keras.layers.Layer):
     def _pair_terms(self, target: TaskSpec, source: TaskSpec, feature_map, labels, uniform_pixels, uniform_pairs):
         """(L_{t,s}, number of anchors with a triplet, triplet indices) for one pair."""
         size = ops.shape(feature_map)[1:3]
-        thresholds = (self.thresholds or {}).get(source.kind, DEFAULT_THRESHOLDS[source.kind])
-        ranking_margin = (self.ranking_margins or {}).get(source.kind, DEFAULT_RANKING_MARGINS[source.kind])
+        # The options are configuration {kind name: value}; the kind gives the defaults.
+        thresholds = (self.thresholds or {}).get(source.kind, source.label_kind.thresholds)
+        ranking_margin = (self.ranking_margins or {}).get(source.kind, source.label_kind.ranking_margin)
         triplets = sample_triplets(
             source,
             labels[source.name],
@@ -941,15 +864,13 @@ __all__ = [
     "Projector",
     "SOURCE_SELECTIONS",
     "criterion_masks",
+    "feature_labels",
     "gather_pixels",
     "l2_normalize_safe",
-    "label_distance",
     "pair_loss",
-    "resize_labels_nearest",
     "sample_pixels",
     "sample_triplets",
     "sampling_scores",
     "select_triplets",
     "triplet_loss",
-    "valid_mask",
 ]

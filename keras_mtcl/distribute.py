@@ -1,12 +1,14 @@
 """Data-parallel training on the engines that exist: Keras distribution (JAX), tf.distribute (TensorFlow).
 
-`data_parallel()` returns a context manager; build and compile the model and
-call `fit` inside it:
+`data_parallel()` returns a context manager; build the model and its
+trainer, compile and call `fit` inside it:
 
     with distribute.data_parallel() as replicas:
-        model = build_model(...)
-        model.compile(...)
-        model.fit(dataset)  # global batch, split over `replicas` devices
+        model = MultiTaskModel(...)  # or training.build_model(config, specs)
+        trainer = MultiTaskTrainer(model, regularizer=...)  # or training.build_trainer(config, model)
+        trainer.compile(...)
+        trainer.fit(dataset)  # global batch, split over `replicas` devices
+    model.save("model.keras")  # the trained inference model
 
 - JAX: `keras.distribution.DataParallel` over every local device (GPUs, or
   CPU devices made with `XLA_FLAGS=--xla_force_host_platform_device_count=N`).

@@ -5,18 +5,42 @@ Context) come from the MATLAB SEISM toolbox (Pont-Tuset & Marques, CVPR
 2013), which wraps the BSDS benchmark (Martin et al., PAMI 2004) and Piotr
 Dollar's edge toolbox. This module follows the same steps, on numpy arrays:
 
-1. Thinning by non-maximum suppression (`edge_nms`), as SEISM's reader
+1. Reading. A prediction is read as SEISM reads the 8-bit PNGs the reference
+   codebases write: with the default `threshold_rule="strict"`, a float map is
+   quantised to 8 bits first (floor(255 p + 0.5), MATLAB's `uint8`) and every
+   map becomes float32 x / 255 (`im2single`). The label boundary map comes from
+   the label as the protocol's ground-truth reader builds it (`label_reading`):
+   - NYUD (`"seg2bmap"`, the default of `dataset="nyud"`): the multi-task
+     wrapper (ATRC/InvPT, SEISM's `db_gt`) reads the GT edge PNG as an integer
+     map, and SEISM's `edgesEvalImg` takes `bwmorph(seg2bmap(G), 'thin', Inf)`
+     of it: `nyud_boundaries`. `seg2bmap` marks a pixel whose right, lower or
+     lower-right neighbour differs (only the right one on the last row, only
+     the lower one on the last column, never the last pixel), so each side of
+     a 1-pixel line is marked; thinning brings the band back to one pixel.
+   - PASCAL-Context (`"given"`, the default of `dataset="pascal"`): the
+     dataset builder's edge label (`keras_mtcl.data.pascal`: non-zero
+     Laplacian of the context `LabelMap`, thinned) is used as it is. SEISM's
+     own reading of the `LabelMap` (relabel, seg2bmap, thin) is
+     `pascal_boundaries`; the two put some boundary pixels on opposite sides
+     of a class change (`tools/bench_edge_eval.py --compare-rules` measures
+     the difference).
+2. Thinning by non-maximum suppression (`edge_nms`), as SEISM's reader
    `read_one_cont_png` does: the map is smoothed with a triangle filter of
    radius 4, the edge normal comes from second derivatives,
    O = mod(atan(Oyy * sign(-Oxy) / (Oxx + 1e-5)), pi); a pixel is kept when
    1.01 x its value is not below the bilinearly interpolated values one pixel
    away along O on both sides; values within 5 pixels of the image border are
    scaled down linearly to 0.
-2. For each of the 101 thresholds t (0.001, 0.01, 0.02, ..., 0.99, 0.999), the
-   binary map `E >= max(eps, t)` is thinned morphologically to one pixel
-   (`thin`, MATLAB's `bwmorph(..., 'thin', Inf)`, the two-subiteration
-   algorithm of Lam, Lee & Suen, PAMI 1992, p. 879).
-3. Predicted boundary pixels are matched one-to-one to label boundary pixels
+3. For each of the 101 thresholds t (0.001, 0.01, 0.02, ..., 0.99, 0.999), the
+   binary map is thinned morphologically to one pixel (`thin`, MATLAB's
+   `bwmorph(..., 'thin', Inf)`, the two-subiteration algorithm of Lam, Lee &
+   Suen, PAMI 1992, p. 879). The binary map is, by `threshold_rule`:
+   - `"strict"` (default, SEISM's rule): `E > t`, on the 8-bit-quantised
+     map, compared in float32 (a pixel of exactly 153/255 is a boundary at
+     t = 0.59, not at t = 0.60);
+   - `"inclusive"` (Dollar's `edgesEvalImg`, and this module's earlier rule):
+     `E >= max(eps, t)` on the map as given (float maps are not quantised).
+4. Predicted boundary pixels are matched one-to-one to label boundary pixels
    no farther than maxDist x the image diagonal (`MAX_DIST`: 0.0075 PASCAL,
    0.011 NYUD). The BSDS `correspondPixels` solves a minimum-cost assignment:
    match distances plus an outlier cost of 100 x the tolerance per unmatched
@@ -29,16 +53,19 @@ Dollar's edge toolbox. This module follows the same steps, on numpy arrays:
    searches (as Hopcroft-Karp), repairing the maximum matching of the
    previous threshold. Never a greedy or nearest-neighbour shortcut: those
    undercount.
-4. Per image and threshold: cntR (matched label pixels), sumR (label pixels),
+5. Per image and threshold: cntR (matched label pixels), sumR (label pixels),
    cntP (matched predicted pixels), sumP (predicted pixels). ODS: counts are
    summed over the split per threshold, P = cntP / sumP, R = cntR / sumR,
-   F = 2PR / (P + R), maximised over thresholds. OIS: each image takes the
-   threshold of its own best F (first one on ties), the counts at those
-   thresholds are summed, then F. AP: the precision-recall curve of the split
-   (duplicate recalls keep their first threshold) linearly interpolated at
-   recall 0, 0.01, ..., 1 within its range, summed / 100. Empty cases follow
-   SEISM: no label boundary -> R = 1, P = 0; no prediction -> R = 0, P = 1.
-   F, P, R and AP are reported x100.
+   F = 2PR / (P + R), maximised over thresholds (first one on ties). OIS: each
+   image takes the threshold of its own best F (first one on ties), the counts
+   at those thresholds are summed, then F. AP is SEISM's `general_ap`: the
+   split's precision is interpolated linearly over its recall (`interp1`;
+   duplicate recalls keep their lowest threshold) at recall 0:0.01:1, grid
+   points outside the measured recall range are NaN and left out, and the
+   sum of the others is divided by 100. Empty cases follow SEISM: per image,
+   no label boundary -> R = 1, P = 0, else no prediction -> R = 0, P = 1; on
+   the split curve (`gather_measure`) no prediction wins, also when there is
+   no label boundary either. F, P, R and AP are reported x100.
 
 Inputs: a prediction is an (H, W) or (H, W, 1) boundary probability map in
 [0, 1] (float) or an 8-bit map (uint8, divided by 255 as SEISM reads PNGs;
@@ -56,21 +83,23 @@ Remaining differences from SEISM:
 - Pixels labelled 255 are removed from the thinned prediction and are not
   label boundaries (SEISM has no ignore label; the released edge maps have
   no 255 once cropped to the image, so this only matters for padded input).
-- SEISM builds label boundaries from segmentations with `seg2bmap`; here the
-  dataset's binary edge labels are used as given.
+  With `label_reading="seg2bmap"` they count as 0 in the integer map.
 - Arithmetic is float32 like the MATLAB/MEX code, but the triangle filter and
   gradients are numpy/scipy, so values equal up to rounding; a threshold
   falling exactly on a rounded value could flip a pixel.
+- The releases of SEISM differ in their threshold test (`im2double(E) > t`
+  then thinning; `im2single`, NMS, then `E >= max(eps, t)`; and forks with
+  `E / 255 >= t`); `threshold_rule` selects between the two rules.
 
 Speed: see tools/bench_edge_eval.py (NYUD-sized maps, per image and for the
-654-image val split).
+654-image val split, side by side with pyEdgeEval when it is installed).
 
 Example:
 >>> import numpy as np
 >>> label = np.zeros((60, 80), "uint8"); label[10:50, 40] = 1
->>> prediction = np.zeros((60, 80), "float32"); prediction[10:50, 41] = 0.9  # one pixel off
+>>> prediction = np.zeros((60, 80), "float32"); prediction[10:50, 40] = 0.9
 >>> scores = evaluate_boundaries([prediction], [label], dataset="nyud", workers=0, progress=False)
->>> round(scores["ods_f"], 2)  # tolerance 0.011 x 100 px = 1.1 px: all 40 pixels match
+>>> round(scores["ods_f"], 2)  # every thinned label pixel has a predicted partner within 1.1 px
 100.0
 """
 
@@ -81,7 +110,6 @@ import math
 import multiprocessing
 import os
 import sys
-import time
 import types
 from typing import Iterable, Sequence
 
@@ -97,13 +125,22 @@ from keras_mtcl.tasks import IGNORE_INDEX
 THRESHOLDS = (0.001,) + tuple(round(0.01 * i, 2) for i in range(1, 100)) + (0.999,)
 # Match tolerance, as a fraction of the image diagonal.
 MAX_DIST = types.MappingProxyType({"pascal": 0.0075, "nyud": 0.011})
+# Threshold tests: "strict" E > t on the 8-bit map in float32 (SEISM), "inclusive" E >= max(eps, t).
+THRESHOLD_RULES = ("strict", "inclusive")
+# Label readings: "given" (pixels equal to 1 are the boundaries), "seg2bmap" (thin(seg2bmap(label))).
+LABEL_READINGS = ("given", "seg2bmap")
+# The label reading of each dataset's protocol (`evaluate_boundaries(dataset=...)`).
+DATASET_LABEL_READING = types.MappingProxyType({"nyud": "seg2bmap", "pascal": "given"})
 # Non-maximum suppression (SEISM's edgesNmsMex(E, O, 1, 5, 1.01) after convTri(E, 4)).
 NMS_RADIUS = 1
 NMS_BORDER = 5
 NMS_MULTIPLIER = 1.01
 ORIENTATION_SMOOTHING = 4
-# MATLAB's eps: thresholds are max(eps, t).
+# MATLAB's eps: inclusive thresholds are max(eps, t).
 _EPS = float(np.finfo(np.float64).eps)
+# MATLAB's 0:0.01:1: the colon operator counts up from 0 to the middle and down from 1 after it.
+_AP_STEPS = np.arange(101)
+_AP_GRID = np.where(_AP_STEPS <= 50, _AP_STEPS * 0.01, 1.0 - (100 - _AP_STEPS) * 0.01)
 
 
 class BoundaryLabelError(ValueError):
@@ -111,7 +148,107 @@ class BoundaryLabelError(ValueError):
 
 
 # ----------------------------------------------------------------------------
-# Thinning
+# Label boundaries
+# ----------------------------------------------------------------------------
+
+
+def seg2bmap(segmentation: np.ndarray) -> np.ndarray:
+    """Boundary pixels of an integer map, as the BSDS `seg2bmap` marks them.
+
+    A pixel is a boundary when its right, lower or lower-right neighbour
+    holds another value. On the last row only the right neighbour counts, on
+    the last column only the lower one, and the last pixel is never a
+    boundary. Both sides of a 1-pixel line are marked (the pixel before it
+    and the line itself): the band is 2 pixels wide until `thin`.
+
+    Args:
+        segmentation: (H, W) integer (or boolean) map.
+
+    Returns:
+        (H, W) boolean map.
+
+    Example:
+    >>> import numpy as np
+    >>> seg = np.zeros((4, 5), int); seg[:, 2] = 1
+    >>> seg2bmap(seg).astype(int)
+    array([[0, 1, 1, 0, 0],
+           [0, 1, 1, 0, 0],
+           [0, 1, 1, 0, 0],
+           [0, 1, 1, 0, 0]])
+    """
+    seg = np.asarray(segmentation)
+    if seg.ndim != 2 or not seg.size:
+        raise ValueError(f"`segmentation` must be a non-empty (H, W) map. Received: segmentation.shape={seg.shape}")
+    boundary = np.zeros(seg.shape, bool)
+    boundary[:, :-1] |= seg[:, :-1] != seg[:, 1:]
+    boundary[:-1, :] |= seg[:-1, :] != seg[1:, :]
+    boundary[:-1, :-1] |= seg[:-1, :-1] != seg[1:, 1:]
+    return boundary
+
+
+def nyud_boundaries(label: np.ndarray, ignore_value: int = IGNORE_INDEX) -> np.ndarray:
+    """Label boundary map of NYUD-v2 as the multi-task protocol builds it.
+
+    The wrapper around SEISM (ATRC/InvPT, `db_gt`'s NYUD branch) reads the
+    GT edge PNG as an integer map, and SEISM's `edgesEvalImg` matches against
+    `bwmorph(seg2bmap(G), 'thin', Inf)`: both sides of every 1-pixel edge line
+    are marked, then thinned back to one pixel, which may sit on either side
+    of the original line. The {0, 1} map the dataset builder stores gives the
+    same result as the {0, 255} PNG. Pixels equal to `ignore_value` count as 0
+    and are never boundaries.
+
+    Args:
+        label: (H, W) or (H, W, 1) map in {0, 1}, `ignore_value` ignored.
+        ignore_value: label value of ignored pixels.
+
+    Returns:
+        (H, W) boolean boundary map, 1 pixel wide.
+
+    Example:
+    >>> import numpy as np
+    >>> label = np.zeros((5, 6), "uint8"); label[1:4, 3] = 1
+    >>> nyud_boundaries(label).astype(int)  # seg2bmap marks columns 2 and 3 of rows 0..3; thinned
+    array([[0, 0, 0, 0, 0, 0],
+           [0, 0, 1, 0, 0, 0],
+           [0, 0, 1, 0, 0, 0],
+           [0, 0, 1, 0, 0, 0],
+           [0, 0, 0, 0, 0, 0]])
+    """
+    label = _as_map(label, "label", 0)
+    ignored = label == ignore_value
+    integers = np.where(ignored, 0, label).astype(np.int64)
+    return thin(seg2bmap(integers)) & ~ignored
+
+
+def pascal_boundaries(label_map: np.ndarray) -> np.ndarray:
+    """Label boundary map of PASCAL-Context as SEISM builds it from the context `LabelMap`.
+
+    SEISM's `db_gt` relabels the connected regions of the 459-class
+    `LabelMap` (4-connectivity) and `edgesEvalImg` takes
+    `bwmorph(seg2bmap(G), 'thin', Inf)`. Relabelling cannot change the
+    boundary map: two 8-adjacent pixels that keep one label but fall in
+    different regions meet only diagonally, and then the right or lower
+    neighbour of the upper one already differs from it. So this is
+    `thin(seg2bmap(label_map))`.
+
+    The dataset builder (`keras_mtcl.data.pascal`) stores another reading,
+    the thinned non-zero Laplacian of the same map (both sides of a class
+    change, thinned to either), which the benchmark uses as given.
+
+    Args:
+        label_map: (H, W) integer class map.
+
+    Returns:
+        (H, W) boolean boundary map, 1 pixel wide.
+    """
+    label_map = np.asarray(label_map)
+    if label_map.ndim != 2:
+        raise ValueError(f"`label_map` must be an (H, W) map. Received: label_map.shape={label_map.shape}")
+    return thin(seg2bmap(label_map))
+
+
+# ----------------------------------------------------------------------------
+# Non-maximum suppression
 # ----------------------------------------------------------------------------
 
 
@@ -197,7 +334,12 @@ def edge_nms(
     Returns:
         (H, W) float32 map, 0 where suppressed.
     """
-    edges = np.asarray(edges, np.float32)
+    return _edge_nms(edges, orientation, radius, border, multiplier, None)
+
+
+def _edge_nms(edges, orientation, radius, border, multiplier, floor):
+    """`edge_nms`, leaving out pixels not above `floor` (they stay below every threshold anyway)."""
+    edges = np.ascontiguousarray(edges, np.float32)
     if edges.ndim != 2 or min(edges.shape) < 2:
         raise ValueError(f"`edges` must be an (H, W) map of at least 2 x 2 pixels. Received: edges.shape={edges.shape}")
     if orientation is None:
@@ -208,19 +350,20 @@ def edge_nms(
         )
     h, w = edges.shape
     result = edges.copy()
-    rows, cols = np.nonzero(edges)
-    if rows.size:
-        value = edges[rows, cols] * np.float32(multiplier)
+    flat = np.flatnonzero(edges if floor is None else edges > floor)
+    if flat.size:
+        rows, cols = np.divmod(flat, w)
+        value = edges.reshape(-1)[flat] * np.float32(multiplier)
         # A flat neighbourhood can give 0/0: compare along the rows there.
-        angle = np.nan_to_num(np.asarray(orientation, np.float32)[rows, cols], nan=0.0)
+        angle = np.nan_to_num(np.asarray(orientation, np.float32).reshape(-1)[flat], nan=0.0)
         cos, sin = np.cos(angle), np.sin(angle)
         x, y = cols.astype(np.float32), rows.astype(np.float32)
-        suppressed = np.zeros(rows.size, bool)
+        suppressed = np.zeros(flat.size, bool)
         for d in range(-radius, radius + 1):
             if d:
                 neighbour = _bilinear(edges, x + np.float32(d) * cos, y + np.float32(d) * sin)
                 suppressed |= value < neighbour
-        result[rows[suppressed], cols[suppressed]] = 0
+        result.reshape(-1)[flat[suppressed]] = 0
     s = min(border, w // 2, h // 2)
     if s > 0:
         ramp = np.arange(s, dtype=np.float32) / np.float32(s)
@@ -234,6 +377,10 @@ def edge_nms(
         result *= col_scale[None, :]
     return result
 
+
+# ----------------------------------------------------------------------------
+# Morphological thinning
+# ----------------------------------------------------------------------------
 
 # Neighbours x1..x8 of a pixel: east first, counter-clockwise (row offset, column offset).
 _NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
@@ -258,11 +405,74 @@ def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
 _THIN_FIRST, _THIN_SECOND = _thinning_tables()
 
 
+def _neighbour_table(flat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(N, 8) indices into `flat` of each pixel's neighbours x1..x8; N where the neighbour is not in `flat`.
+
+    `flat` holds C-order flat indices (row * W + col) of N pixels of an (H, W) image.
+    """
+    h, w = shape
+    n = len(flat)
+    index = np.full(h * w, n, np.intp)
+    index[flat] = np.arange(n)
+    rows, cols = np.divmod(flat, w)
+    table = np.full((n, 8), n, np.intp)
+    for k, (dr, dc) in enumerate(_NEIGHBOURS):
+        r, c = rows + dr, cols + dc
+        inside = np.flatnonzero((r >= 0) & (r < h) & (c >= 0) & (c < w))
+        table[inside, k] = index[r[inside] * w + c[inside]]
+    return table
+
+
+# Bit of x_k in the code of the neighbour in direction k (that neighbour sees this pixel in direction k + 4).
+_OPPOSITE_BIT = np.array([1 << ((k + 4) % 8) for k in range(8)], np.uint8)
+_CLEAR_OPPOSITE_BIT = ~_OPPOSITE_BIT
+
+
+def _neighbour_codes(on: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """(N + 1,) uint8 8-neighbour codes (bit k: neighbour x_{k+1} is on) of the pixels of a `_neighbour_table`."""
+    codes = np.zeros(len(table) + 1, np.uint8)
+    codes[:-1] = np.packbits(on[table], axis=1, bitorder="little").reshape(-1)
+    return codes
+
+
+def _switch_on(nodes: np.ndarray, on: np.ndarray, codes: np.ndarray, table: np.ndarray) -> None:
+    """Turns `nodes` on and updates their neighbours' codes, in place."""
+    on[nodes] = True
+    neighbours = table[nodes]
+    for k in range(8):
+        # One pixel per direction: the k-th neighbours of distinct pixels are distinct (or the slot N).
+        codes[neighbours[:, k]] |= _OPPOSITE_BIT[k]
+
+
+def _thin_nodes(on: np.ndarray, codes: np.ndarray, table: np.ndarray) -> None:
+    """Thins, in place, the pixels of a `_neighbour_table` that are on.
+
+    `on` holds N + 1 flags (the last, for "outside", False) and `codes` their
+    8-neighbour codes (`_neighbour_codes`), kept up to date as pixels are
+    deleted. Repeats the two parallel subiterations until nothing changes.
+    """
+    alive = np.flatnonzero(on[:-1])
+    while True:
+        changed = False
+        for deletable in (_THIN_FIRST, _THIN_SECOND):
+            deleted = alive[deletable[codes[alive]]]
+            if len(deleted):
+                changed = True
+                on[deleted] = False
+                neighbours = table[deleted]
+                for k in range(8):
+                    codes[neighbours[:, k]] &= _CLEAR_OPPOSITE_BIT[k]
+                alive = alive[on[alive]]
+        if not changed:
+            return
+
+
 def thin(binary: np.ndarray) -> np.ndarray:
     """Morphological thinning to 1-pixel lines (MATLAB `bwmorph(binary, 'thin', Inf)`).
 
     Repeats the two parallel subiterations of Lam, Lee & Suen (1992) until
-    nothing changes; pixels outside the image count as background.
+    nothing changes; pixels outside the image count as background. Any
+    memory layout (C, Fortran, strided views) gives the same result.
 
     Args:
         binary: (H, W) boolean map.
@@ -273,27 +483,15 @@ def thin(binary: np.ndarray) -> np.ndarray:
     binary = np.asarray(binary, bool)
     if binary.ndim != 2:
         raise ValueError(f"`binary` must be an (H, W) map. Received: binary.shape={binary.shape}")
-    padded = np.pad(binary, 1)
-    width = padded.shape[1]
-    flat = padded.reshape(-1)
-    offsets = np.array([dr * width + dc for dr, dc in _NEIGHBOURS], np.int64)
-    weights = (1 << np.arange(8)).astype(np.int64)
-    # Only pixels whose neighbourhood changed can change their verdict: re-examine just those.
-    pending = [flat.copy(), flat.copy()]
-    while pending[0].any() or pending[1].any():
-        for step, table in enumerate((_THIN_FIRST, _THIN_SECOND)):
-            candidates = np.flatnonzero(pending[step] & flat)
-            pending[step][:] = False
-            if not len(candidates):
-                continue
-            codes = flat[candidates[:, None] + offsets].astype(np.int64) @ weights
-            deleted = candidates[table[codes]]
-            if len(deleted):
-                flat[deleted] = False
-                touched = (deleted[:, None] + offsets).reshape(-1)
-                pending[0][touched] = True
-                pending[1][touched] = True
-    return padded[1:-1, 1:-1].copy()
+    flat = np.flatnonzero(binary)  # C-order indices whatever the memory layout
+    on = np.ones(len(flat) + 1, bool)
+    on[-1] = False
+    table = _neighbour_table(flat, binary.shape)
+    _thin_nodes(on, _neighbour_codes(on, table), table)
+    result = np.zeros(binary.size, bool)
+    result[flat[on[:-1]]] = True
+    return result.reshape(binary.shape)
+
 
 
 # ----------------------------------------------------------------------------
@@ -389,13 +587,17 @@ class _BipartiteGraph:
     """Candidate pairs as adjacency lists both ways (CSR), predicted nodes 0..P-1, truth 0..T-1."""
 
     def __init__(self, i: np.ndarray, j: np.ndarray, num_predicted: int, num_truth: int):
-        order = np.lexsort((j, i))
-        self.i, self.j = i[order], j[order]
-        self.p_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.i, minlength=num_predicted))])
-        self.p_adj = self.j
-        by_truth = np.argsort(self.j, kind="stable")
-        self.t_ptr = np.concatenate([[0], np.cumsum(np.bincount(self.j, minlength=num_truth))])
-        self.t_adj = self.i[by_truth]
+        by_predicted = np.argsort(i, kind="stable")
+        self.p_ptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=num_predicted))])
+        self.p_adj = j[by_predicted]
+        by_truth = np.argsort(j, kind="stable")
+        self.t_ptr = np.concatenate([[0], np.cumsum(np.bincount(j, minlength=num_truth))])
+        self.t_adj = i[by_truth]
+        # Search workspaces, all -1 between searches: parents of predicted and of truth nodes.
+        self.p_parent = np.full(num_predicted, -1, np.int64)
+        self.t_parent = np.full(num_truth, -1, np.int64)
+        self.p_root = np.zeros(num_predicted, np.int64)
+        self.t_root = np.zeros(num_truth, np.int64)
 
     @staticmethod
     def neighbours(ptr, adj, nodes):
@@ -408,62 +610,89 @@ class _BipartiteGraph:
         return np.repeat(nodes, degree), adj[starts + np.arange(total)]
 
 
-def _augment_from(
-    graph: _BipartiteGraph, present: np.ndarray, mate_p: np.ndarray, mate_t: np.ndarray, sources: np.ndarray, side: str
-):
-    """Augments the matching (mate_p, mate_t) along augmenting paths that start at `sources`, in place.
+def _phase(graph: _BipartiteGraph, b_ok, mate_p: np.ndarray, mate_t: np.ndarray, sources: np.ndarray, side: str):
+    """One Hopcroft-Karp phase from the free `sources` of one side; True if it augmented.
 
-    `sources` are free nodes of one side (`"predicted"` or `"truth"`). Each
-    phase is one breadth-first search over alternating paths from every
-    source still free; it stops at the first level that reaches free nodes of
-    the other side and augments along vertex-disjoint shortest paths found
-    there. Phases repeat until a search reaches no free node: then no source
-    has an augmenting path, and augmenting along other paths later cannot
-    give it one.
+    A breadth-first search over alternating paths from every source (visiting
+    only other-side nodes flagged in `b_ok`, if given) stops at the first
+    level that reaches free nodes of the other side. The search is a forest
+    (each node has one parent), so paths to different roots are vertex-
+    disjoint: one shortest path per root that reached a free node is
+    augmented, all at once, in place.
     """
     if side == "truth":
-        a_ptr, a_adj, mate_a, mate_b, b_ok = graph.t_ptr, graph.t_adj, mate_t, mate_p, present
+        a_ptr, a_adj, mate_a, mate_b = graph.t_ptr, graph.t_adj, mate_t, mate_p
+        parent, root = graph.p_parent, graph.t_root
     else:
-        a_ptr, a_adj, mate_a, mate_b, b_ok = graph.p_ptr, graph.p_adj, mate_p, mate_t, None
+        a_ptr, a_adj, mate_a, mate_b = graph.p_ptr, graph.p_adj, mate_p, mate_t
+        parent, root = graph.t_parent, graph.p_root
+    root[sources] = sources
+    frontier = sources
+    targets = frontier[:0]
+    reached = []
+    while len(frontier):
+        a, b = _BipartiteGraph.neighbours(a_ptr, a_adj, frontier)
+        keep = parent[b] < 0 if b_ok is None else (parent[b] < 0) & b_ok[b]
+        a, b = a[keep], b[keep]
+        # One parent per newly reached node: the assignment keeps one of the duplicates.
+        parent[b] = a
+        b = b[parent[b] == a]
+        reached.append(b)
+        targets = b[mate_b[b] < 0]
+        if len(targets):
+            break
+        frontier = mate_b[b]
+        root[frontier] = root[parent[b]]
+    augmented = bool(len(targets))
+    if augmented:
+        _, first = np.unique(root[parent[targets]], return_index=True)
+        b = targets[first]
+        while len(b):  # all paths have the length of the level reached
+            a = parent[b]
+            following = mate_a[a]
+            mate_a[a] = b
+            mate_b[b] = a
+            b = following[following >= 0]
+    for b in reached:
+        parent[b] = -1
+    return augmented
+
+
+def _augment_freed(graph: _BipartiteGraph, usable: np.ndarray, mate_p, mate_t, freed: np.ndarray):
+    """Stage 1: phases from freed label pixels, through the predicted pixels flagged in `usable`.
+
+    Stops when a phase augments nothing: then no freed pixel has an
+    augmenting path, and augmenting along other paths later cannot give it one.
+    """
+    sources = freed[graph.t_ptr[freed + 1] > graph.t_ptr[freed]]
     while True:
-        sources = sources[mate_a[sources] < 0]
+        sources = sources[mate_t[sources] < 0]
+        if not len(sources) or not _phase(graph, usable, mate_p, mate_t, sources, "truth"):
+            return
+
+
+def _augment_new(graph: _BipartiteGraph, present: np.ndarray, mate_p, mate_t, new: np.ndarray):
+    """Stage 2: phases between the new predicted pixels and the free label pixels.
+
+    Every augmenting path joins a new predicted pixel to a free label pixel
+    (one between old pixels would have augmented the previous maximum
+    matching), so a phase may search from either end: each runs from the
+    smaller of the two free sets, then predicted pixels that are not new
+    cannot end a path found from the label side.
+    """
+    truth_linked = graph.t_ptr[1:] > graph.t_ptr[:-1]
+    sources = new[graph.p_ptr[new + 1] > graph.p_ptr[new]]
+    while True:
+        sources = sources[mate_p[sources] < 0]
         if not len(sources):
             return
-        parent = np.full(len(mate_b), -1, np.int64)
-        frontier = sources
-        targets = frontier[:0]
-        while len(frontier):
-            a, b = _BipartiteGraph.neighbours(a_ptr, a_adj, frontier)
-            keep = parent[b] < 0 if b_ok is None else (parent[b] < 0) & b_ok[b]
-            a, b = a[keep], b[keep]
-            # One parent per newly reached node: the assignment keeps one of the duplicates.
-            parent[b] = a
-            b = b[parent[b] == a]
-            targets = b[mate_b[b] < 0]
-            if len(targets):
-                break
-            frontier = mate_b[b]
-        if not len(targets):
+        free_truth = np.flatnonzero((mate_t < 0) & truth_linked)
+        if len(free_truth) < len(sources):
+            augmented = _phase(graph, present, mate_p, mate_t, free_truth, "truth")
+        else:
+            augmented = _phase(graph, None, mate_p, mate_t, sources, "predicted")
+        if not augmented:
             return
-        used = np.zeros(len(mate_a), bool)
-        for target in targets.tolist():
-            path = []
-            b = target
-            while True:
-                a = int(parent[b])
-                if used[a]:
-                    path = None
-                    break
-                path.append((a, b))
-                if mate_a[a] < 0:
-                    break
-                b = int(mate_a[a])
-            if path is None:
-                continue
-            for a, b in path:
-                used[a] = True
-                mate_a[a] = b
-                mate_b[b] = a
 
 
 # ----------------------------------------------------------------------------
@@ -486,6 +715,11 @@ def _check_thresholds(thresholds):
     return values
 
 
+def _check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}")
+
+
 def _as_map(array, argument, index):
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -497,8 +731,8 @@ def _as_map(array, argument, index):
     return array
 
 
-def _prepare(prediction, label, ignore_value, index=0):
-    """Validates one image; returns (probabilities float32, boundary bool, ignored bool)."""
+def _prepare(prediction, label, ignore_value, threshold_rule="strict", label_reading="given", index=0):
+    """Validates and reads one image; returns (probabilities float32, boundary bool, ignored bool)."""
     prediction = _as_map(prediction, "prediction", index)
     label = _as_map(label, "label", index)
     if prediction.shape != label.shape:
@@ -515,6 +749,9 @@ def _prepare(prediction, label, ignore_value, index=0):
                 f"Boundary predictions must be probabilities in [0, 1] (apply the sigmoid to logits) or uint8 "
                 f"maps. Received: prediction {index} with range [{np.nanmin(prediction)}, {np.nanmax(prediction)}]"
             )
+        if threshold_rule == "strict":
+            # The 8-bit PNG SEISM reads: MATLAB's uint8(255 p) rounds half away from zero.
+            prediction = np.floor(prediction.astype(np.float64) * 255 + 0.5).astype(np.float32) / np.float32(255)
     ignored = label == ignore_value
     unexpected = ~(ignored | (label == 0) | (label == 1))
     if unexpected.any():
@@ -523,7 +760,18 @@ def _prepare(prediction, label, ignore_value, index=0):
             f"Boundary labels must hold 0, 1 or the ignore value {ignore_value}. "
             f"Received: label {index} with values {values}"
         )
-    return prediction, label == 1, ignored
+    if label_reading == "seg2bmap":
+        boundary = nyud_boundaries(label, ignore_value)
+    else:
+        boundary = label == 1
+    return np.ascontiguousarray(prediction), np.ascontiguousarray(boundary), np.ascontiguousarray(ignored)
+
+
+def _levels(thresholds, threshold_rule):
+    """The float32 comparison values of the thresholds under a rule."""
+    if threshold_rule == "strict":
+        return np.array(thresholds, np.float32)
+    return np.array([max(_EPS, t) for t in thresholds], np.float32)
 
 
 def image_counts(
@@ -533,6 +781,8 @@ def image_counts(
     thresholds: Sequence[float] = THRESHOLDS,
     nms: bool = True,
     ignore_value: int = IGNORE_INDEX,
+    threshold_rule: str = "strict",
+    label_reading: str = "given",
 ) -> np.ndarray:
     """Boundary match counts of one image at every threshold.
 
@@ -540,10 +790,14 @@ def image_counts(
         prediction: (H, W) or (H, W, 1) probabilities in [0, 1], or uint8.
         label: (H, W) or (H, W, 1) in {0, 1}, `ignore_value` ignored.
         max_dist: tolerance as a fraction of the image diagonal (`MAX_DIST`).
-        thresholds: increasing thresholds; a pixel is a boundary when its
-            value is >= max(eps, t), before thinning.
+        thresholds: increasing thresholds.
         nms: apply `edge_nms` first (SEISM does; False evaluates the map as given).
         ignore_value: label value of pixels to leave out of both maps.
+        threshold_rule: `"strict"` (a pixel is a boundary when its 8-bit
+            value is > t, in float32; SEISM) or `"inclusive"` (>= max(eps, t)
+            on the map as given), before thinning.
+        label_reading: `"given"` (label pixels equal to 1 are the boundaries)
+            or `"seg2bmap"` (`nyud_boundaries` of the label, NYUD's protocol).
 
     Returns:
         (T, 4) int64 array of (cntR, sumR, cntP, sumP) per threshold.
@@ -554,57 +808,94 @@ def image_counts(
     """
     _check_max_dist(max_dist)
     thresholds = _check_thresholds(thresholds)
-    probabilities, boundary, ignored = _prepare(prediction, label, ignore_value)
-    return _image_counts(probabilities, boundary, ignored, max_dist, thresholds, nms)
+    _check_choice(threshold_rule, "threshold_rule", THRESHOLD_RULES)
+    _check_choice(label_reading, "label_reading", LABEL_READINGS)
+    probabilities, boundary, ignored = _prepare(prediction, label, ignore_value, threshold_rule, label_reading)
+    return _image_counts(probabilities, boundary, ignored, max_dist, thresholds, nms, threshold_rule)
 
 
-def _image_counts(probabilities, boundary, ignored, max_dist, thresholds, nms):
+def _image_counts(probabilities, boundary, ignored, max_dist, thresholds, nms, threshold_rule="strict"):
     h, w = probabilities.shape
     radius = max_dist * math.hypot(h, w)
-    edges = edge_nms(probabilities) if nms else probabilities
-    levels = [np.float32(max(_EPS, t)) for t in thresholds]
-    counts = np.zeros((len(thresholds), 4), np.int64)
-    counts[:, 1] = np.count_nonzero(boundary)
-    # Every pixel that is a boundary at some threshold, and its candidate partners, once per image.
-    candidates = np.flatnonzero((edges >= levels[0]) & ~ignored)
-    truth_xy = np.argwhere(boundary).astype(np.float64)
-    candidate_xy = np.stack(np.unravel_index(candidates, (h, w)), axis=1).astype(np.float64)
+    strict = threshold_rule == "strict"
+    levels = _levels(thresholds, threshold_rule)
+    if nms:
+        floor = levels[0] if strict else np.nextafter(levels[0], np.float32(-1))
+        edges = _edge_nms(probabilities, None, NMS_RADIUS, NMS_BORDER, NMS_MULTIPLIER, floor)
+    else:
+        edges = probabilities
+    flat_edges = edges.reshape(-1)
+    # The pixels that are a boundary at some threshold (ignored ones included: they take part in
+    # thinning) and their 8-neighbour table, once per image; thinning works on these alone.
+    domain = np.flatnonzero(flat_edges > levels[0] if strict else flat_edges >= levels[0])
+    values = flat_edges[domain]
+    table = _neighbour_table(domain, (h, w))
+    ordered = np.sort(values)
+    passing = len(values) - np.searchsorted(ordered, levels, side="right" if strict else "left")
+    # Predicted pixels: domain pixels not ignored. Matching candidates: those with a label pixel
+    # within the tolerance (a superset test on the distance map; the pairs decide).
+    countable = ~ignored.reshape(-1)[domain]
+    truth_flat = np.flatnonzero(boundary)
+    if len(truth_flat):
+        distance = ndimage.distance_transform_edt(~boundary).reshape(-1)[domain]
+        node_of = np.flatnonzero(countable & (distance <= radius * (1 + 1e-6) + 1e-6))
+    else:
+        node_of = np.zeros(0, np.int64)
+    candidate_xy = np.stack(np.divmod(domain[node_of], w), axis=1).astype(np.float64)
+    truth_xy = np.stack(np.divmod(truth_flat, w), axis=1).astype(np.float64)
     pair_i, pair_j, _ = _candidate_pairs(candidate_xy, truth_xy, radius)
-    graph = _BipartiteGraph(pair_i, pair_j, len(candidates), len(truth_xy))
-    mate_p = np.full(len(candidates), -1, np.int64)
+    graph = _BipartiteGraph(pair_i, pair_j, len(node_of), len(truth_xy))
+    counts = np.zeros((len(thresholds), 4), np.int64)
+    counts[:, 1] = len(truth_flat)
+    mate_p = np.full(len(node_of), -1, np.int64)
     mate_t = np.full(len(truth_xy), -1, np.int64)
-    previous = np.zeros(len(candidates), bool)
+    previous = np.zeros(len(node_of), bool)
+    # The binary map before thinning grows as the threshold falls; its 8-neighbour codes are kept
+    # up to date.
+    base_on = np.zeros(len(domain) + 1, bool)
+    base_codes = np.zeros(len(domain) + 1, np.uint8)
     # From the highest threshold down, each maximum matching is repaired from the previous one.
-    # Two stages keep it maximum: (1) predicted pixels that disappeared free their partners, and
-    # only paths from those partners can augment; (2) pixels that appeared can augment only along
-    # paths starting at them. In each stage every augmentation matches one source and one other
-    # node, which is what makes searching from the sources alone exact.
-    for k in range(len(thresholds) - 1, -1, -1):
-        binary = thin(edges >= levels[k])
-        binary &= ~ignored
-        present = binary.reshape(-1)[candidates]
-        if k < len(thresholds) - 1 and np.array_equal(present, previous):
-            counts[k] = counts[k + 1]
+    # Two stages keep it maximum: (1) predicted pixels that disappeared (thinning is not monotone)
+    # free their partners, and only paths from those partners can augment; (2) pixels that
+    # appeared can augment only along paths that end at them. In each stage every augmentation
+    # matches one source and one other node, which is what makes searching from the sources alone
+    # exact.
+    last = len(thresholds) - 1
+    for k in range(last, -1, -1):
+        if k < last and passing[k] == passing[k + 1]:
+            counts[k] = counts[k + 1]  # the same pixels pass: the same thinned map
+            continue
+        passes = values > levels[k] if strict else values >= levels[k]
+        _switch_on(np.flatnonzero(passes & ~base_on[:-1]), base_on, base_codes, table)
+        on = base_on.copy()
+        _thin_nodes(on, base_codes.copy(), table)
+        present = on[node_of]
+        counts[k, 3] = int(np.count_nonzero(on[:-1] & countable))
+        if k < last and np.array_equal(present, previous):
+            counts[k, 0] = counts[k, 2] = counts[k + 1, 0]  # the same candidates: the same matching
             continue
         lost = (mate_p >= 0) & ~present
         freed = mate_p[lost]
         mate_t[freed] = -1
         mate_p[lost] = -1
-        _augment_from(graph, previous & present, mate_p, mate_t, freed, "truth")
-        _augment_from(graph, present, mate_p, mate_t, np.flatnonzero(present & ~previous), "predicted")
+        _augment_freed(graph, previous & present, mate_p, mate_t, freed)
+        _augment_new(graph, present, mate_p, mate_t, np.flatnonzero(present & ~previous))
         previous = present
-        matches = int(np.count_nonzero(mate_p >= 0))
-        counts[k, 0] = counts[k, 2] = matches
-        counts[k, 3] = int(np.count_nonzero(present))
+        counts[k, 0] = counts[k, 2] = int(np.count_nonzero(mate_p >= 0))
     return counts
 
 
-def _precision_recall(cnt_r, sum_r, cnt_p, sum_p):
-    """SEISM's P and R with its empty cases (arrays of any shape)."""
+def _precision_recall(cnt_r, sum_r, cnt_p, sum_p, split_curve=False):
+    """SEISM's P and R with its empty cases (arrays of any shape).
+
+    Per image (`eval_cont`, `general_ois`) no label boundary gives R = 1,
+    P = 0 first; on the split's curve (`gather_measure`, `split_curve=True`)
+    no prediction gives R = 0, P = 1 even when there is no label boundary.
+    """
     cnt_r, sum_r, cnt_p, sum_p = (np.asarray(v, np.float64) for v in (cnt_r, sum_r, cnt_p, sum_p))
     recall = np.where(sum_r == 0, 1.0, cnt_r / np.maximum(sum_r, 1))
     precision = np.where(sum_r == 0, 0.0, cnt_p / np.maximum(sum_p, 1))
-    no_prediction = (sum_p == 0) & (sum_r != 0)
+    no_prediction = (sum_p == 0) if split_curve else (sum_p == 0) & (sum_r != 0)
     recall = np.where(no_prediction, 0.0, recall)
     precision = np.where(no_prediction, 1.0, precision)
     return precision, recall
@@ -613,6 +904,40 @@ def _precision_recall(cnt_r, sum_r, cnt_p, sum_p):
 def _f_measure(precision, recall):
     total = precision + recall
     return np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1), 0.0)
+
+
+def average_precision(precision: Sequence[float], recall: Sequence[float]) -> float:
+    """SEISM's `general_ap`: precision interpolated over recall on 0:0.01:1, summed / 100.
+
+    Duplicate recalls keep the precision of their first entry (the lowest
+    threshold, MATLAB's `unique`). `interp1` is linear between the measured
+    recalls and NaN outside their range, and NaNs are left out of the sum: a
+    curve whose recalls span [0.2, 0.8] sums 61 grid points. Fewer than two
+    distinct recalls give 0.
+
+    Args:
+        precision: (T,) precision per threshold, as fractions.
+        recall: (T,) recall per threshold, as fractions.
+
+    Returns:
+        AP as a fraction.
+
+    Example:
+    >>> round(average_precision([0.3, 0.6, 0.9], [0.8, 0.5, 0.2]), 4)  # P = 1.1 - R on [.2, .8]: 61 x .6 / 100
+    0.366
+    """
+    precision = np.asarray(precision, np.float64)
+    recall = np.asarray(recall, np.float64)
+    if precision.shape != recall.shape or precision.ndim != 1:
+        raise ValueError(
+            "`precision` and `recall` must be 1-D and of one length. "
+            f"Received: precision.shape={precision.shape}, recall.shape={recall.shape}"
+        )
+    unique_recall, first = np.unique(recall, return_index=True)
+    if len(unique_recall) < 2:
+        return 0.0
+    inside = (_AP_GRID >= unique_recall[0]) & (_AP_GRID <= unique_recall[-1])
+    return float(np.interp(_AP_GRID[inside], unique_recall, precision[first]).sum() / 100.0)
 
 
 def summarize(counts: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> dict:
@@ -643,7 +968,7 @@ def summarize(counts: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> d
         )
     cnt_r, sum_r, cnt_p, sum_p = np.moveaxis(counts, -1, 0)
     # ODS: counts of the split per threshold.
-    precision, recall = _precision_recall(*(v.sum(0) for v in (cnt_r, sum_r, cnt_p, sum_p)))
+    precision, recall = _precision_recall(*(v.sum(0) for v in (cnt_r, sum_r, cnt_p, sum_p)), split_curve=True)
     f = _f_measure(precision, recall)
     best = int(np.argmax(f))
     # OIS: each image at its own best threshold (first on ties).
@@ -652,13 +977,6 @@ def summarize(counts: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> d
     rows = np.arange(len(counts))
     ois_p, ois_r = _precision_recall(*(v[rows, choice].sum() for v in (cnt_r, sum_r, cnt_p, sum_p)))
     ois_f = _f_measure(ois_p, ois_r)
-    # AP: precision interpolated over recall 0, 0.01, ..., 1 within the curve's range.
-    unique_recall, first = np.unique(recall, return_index=True)
-    ap = 0.0
-    if len(unique_recall) > 1:
-        grid = np.linspace(0.0, 1.0, 101)
-        inside = (grid >= unique_recall[0]) & (grid <= unique_recall[-1])
-        ap = float(np.interp(grid[inside], unique_recall, precision[first]).sum() / 100.0)
     return {
         "ods_f": 100.0 * float(f[best]),
         "ods_precision": 100.0 * float(precision[best]),
@@ -667,7 +985,7 @@ def summarize(counts: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> d
         "ois_f": 100.0 * float(ois_f),
         "ois_precision": 100.0 * float(ois_p),
         "ois_recall": 100.0 * float(ois_r),
-        "ap": 100.0 * ap,
+        "ap": 100.0 * average_precision(precision, recall),
         "num_images": len(counts),
         "thresholds": thresholds,
         "precision": (100.0 * precision).tolist(),
@@ -678,43 +996,52 @@ def summarize(counts: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> d
 
 def _count_task(task):
     index, prediction, label, options = task
-    probabilities, boundary, ignored = _prepare(prediction, label, options["ignore_value"], index)
+    probabilities, boundary, ignored = _prepare(
+        prediction, label, options["ignore_value"], options["threshold_rule"], options["label_reading"], index
+    )
     return index, _image_counts(
-        probabilities, boundary, ignored, options["max_dist"], options["thresholds"], options["nms"]
+        probabilities,
+        boundary,
+        ignored,
+        options["max_dist"],
+        options["thresholds"],
+        options["nms"],
+        options["threshold_rule"],
     )
 
 
 class _Progress:
-    """A one-line progress report on stderr, redrawn at most twice a second and at the end."""
+    """Keras' progress bar over images; its time estimate starts once `warmup` images are done.
 
-    def __init__(self, enabled: bool, total: int | None):
-        self.enabled, self.total, self.done, self.shown = enabled, total, 0, 0
-        self.start = self.drawn = time.monotonic()
+    The first results include starting the worker processes, and with W
+    workers they arrive W at a time: an estimate from them is off by far.
+    Keras' bar leaves the first step out of its estimate; the bar stays
+    silent until `warmup` images are done, then shows elapsed time per image
+    and the time left.
+    """
+
+    def __init__(self, enabled: bool, total: int | None, warmup: int):
+        self.done = 0
+        self.warmup = warmup
+        self.bar = None
+        if enabled:
+            from keras.utils import Progbar
+
+            print(f"Boundary evaluation of {total} images:" if total is not None else "Boundary evaluation:")
+            self.bar = Progbar(total, verbose=0, interval=0.0, unit_name="image")
 
     def step(self):
         self.done += 1
-        if self.enabled and (time.monotonic() - self.drawn >= 0.5 or self.done == self.total):
-            self._draw()
-
-    def _draw(self):
-        self.drawn = time.monotonic()
-        self.shown = self.done
-        elapsed = self.drawn - self.start
-        line = f"\rBoundary evaluation: {self.done}"
-        if self.total:
-            left = elapsed / self.done * (self.total - self.done)
-            line += f"/{self.total} images, {elapsed:.0f} s elapsed, ~{left:.0f} s left"
-        else:
-            line += f" images, {elapsed:.0f} s elapsed"
-        sys.stderr.write(line)
-        sys.stderr.flush()
+        if self.bar is None:
+            return
+        if self.done >= self.warmup or self.done == self.bar.target:
+            self.bar.verbose = 1
+        self.bar.update(self.done)
 
     def close(self):
-        if self.enabled and self.done:
-            if self.shown != self.done:
-                self._draw()
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.bar is not None and self.done and self.bar.target is None:
+            self.bar.verbose = 1
+            self.bar.update(self.done, finalize=True)
 
 
 def evaluate_boundaries(
@@ -728,6 +1055,8 @@ def evaluate_boundaries(
     workers: int | None = None,
     progress: bool = True,
     return_counts: bool = False,
+    threshold_rule: str = "strict",
+    label_reading: str | None = None,
 ) -> dict:
     """Boundary benchmark of a split: ODS F, OIS F and AP (x100), SEISM protocol.
 
@@ -736,18 +1065,24 @@ def evaluate_boundaries(
             [0, 1], or uint8 maps; consumed lazily.
         labels: iterable of label maps in {0, 1} (255 ignored), one per prediction.
         max_dist: tolerance as a fraction of the image diagonal; give this or `dataset`.
-        dataset: `"nyud"` (0.011) or `"pascal"` (0.0075), see `MAX_DIST`.
+        dataset: `"nyud"` or `"pascal"`: the tolerance of `MAX_DIST` (0.011,
+            0.0075) and the label reading of `DATASET_LABEL_READING` (NYUD:
+            `nyud_boundaries` of the stored {0, 1} map; PASCAL: as given).
         thresholds: thresholds of the curve (default the benchmark's 101).
         nms: thin maps by non-maximum suppression first, as SEISM does.
         ignore_value: label value of pixels left out of both maps.
         workers: processes evaluating images in parallel; None uses every
             CPU, 0 or 1 evaluates in this process. Workers are spawned, so a
             script that uses them needs the usual `if __name__ == "__main__":`.
-        progress: print a progress line on stderr.
+        progress: show Keras' progress bar (imports Keras).
         return_counts: also return the (N, T, 4) counts under `"counts"`.
+        threshold_rule: `"strict"` (SEISM: 8-bit map > t in float32) or
+            `"inclusive"` (map >= max(eps, t)); see the module docstring.
+        label_reading: `"given"` or `"seg2bmap"`; default: the dataset's
+            (`DATASET_LABEL_READING`), `"given"` with `max_dist`.
 
     Returns:
-        The dict of `summarize`.
+        The dict of `summarize`, plus `threshold_rule` and `label_reading`.
 
     Raises:
         ValueError: bad arguments, different numbers of predictions and
@@ -763,8 +1098,14 @@ def evaluate_boundaries(
         if dataset not in MAX_DIST:
             raise ValueError(f"`dataset` must be one of {sorted(MAX_DIST)}. Received: dataset={dataset!r}")
         max_dist = MAX_DIST[dataset]
+        if label_reading is None:
+            label_reading = DATASET_LABEL_READING[dataset]
+    if label_reading is None:
+        label_reading = "given"
     _check_max_dist(max_dist)
     thresholds = _check_thresholds(thresholds)
+    _check_choice(threshold_rule, "threshold_rule", THRESHOLD_RULES)
+    _check_choice(label_reading, "label_reading", LABEL_READINGS)
     if workers is None:
         workers = os.cpu_count() or 1
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
@@ -774,6 +1115,8 @@ def evaluate_boundaries(
         "thresholds": thresholds,
         "nms": bool(nms),
         "ignore_value": ignore_value,
+        "threshold_rule": threshold_rule,
+        "label_reading": label_reading,
     }
     total = None
     if hasattr(predictions, "__len__") and hasattr(labels, "__len__"):
@@ -784,7 +1127,7 @@ def evaluate_boundaries(
             )
         total = len(predictions)
     tasks = _tasks(predictions, labels, options)
-    bar = _Progress(progress, total)
+    bar = _Progress(progress, total, warmup=max(3, 2 * workers))
     results = {}
     try:
         if workers <= 1:
@@ -809,6 +1152,8 @@ def evaluate_boundaries(
         raise ValueError("`predictions` and `labels` must hold at least one image. Received: 0 images")
     counts = np.stack([results[i] for i in range(len(results))])
     summary = summarize(counts, thresholds)
+    summary["threshold_rule"] = threshold_rule
+    summary["label_reading"] = label_reading
     if return_counts:
         summary["counts"] = counts
     return summary
@@ -846,17 +1191,24 @@ def _collect(pending, results, bar, return_when):
 
 __all__ = [
     "BoundaryLabelError",
+    "DATASET_LABEL_READING",
+    "LABEL_READINGS",
     "MAX_DIST",
     "NMS_BORDER",
     "NMS_MULTIPLIER",
     "NMS_RADIUS",
     "ORIENTATION_SMOOTHING",
     "THRESHOLDS",
+    "THRESHOLD_RULES",
+    "average_precision",
     "correspond_pixels",
     "edge_nms",
     "edge_orientation",
     "evaluate_boundaries",
     "image_counts",
+    "nyud_boundaries",
+    "pascal_boundaries",
+    "seg2bmap",
     "summarize",
     "thin",
     "triangle_filter",

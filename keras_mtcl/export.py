@@ -18,7 +18,8 @@ mean colour, as the evaluation pipeline pads), runs the model, crops back to
 | binary (`edge`, `saliency`) | `<task>_probability` (B, H, W, 1) float32 |
 
 No projector and no deep-supervision head is inside: the exported model is
-`inference_model(model)`, which has exactly the baseline's weights.
+the inference `MultiTaskModel` (a `MultiTaskTrainer` given here is unwrapped
+to its `model`), which has exactly the baseline's weights.
 
 Beside the SavedModel, `assets.extra/tasks.json` (a folder that TensorFlow
 and TF Serving leave alone) records the task specs, output names and the
@@ -40,7 +41,6 @@ import keras
 import numpy as np
 
 from keras_mtcl.model import MultiTaskModel
-from keras_mtcl import tasks as tasks_lib
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_mtcl.tasks import TaskSpec
 
@@ -57,31 +57,23 @@ class SavedModelNotFoundError(FileNotFoundError):
     """A folder given as an exported model holds no SavedModel."""
 
 
-def inference_model(model: MultiTaskModel) -> MultiTaskModel:
-    """A copy of `model` without the contrastive regularizer, with the same weights.
+def inference_model(model) -> MultiTaskModel:
+    """The inference network of `model`: itself, or a `MultiTaskTrainer`'s `model`.
 
-    Its parameters are exactly those of the baseline (backbone, decoder,
-    heads) and its predictions equal `model.predict`'s.
+    Raises:
+        ExportError: `model` is neither.
     """
-    config = model.get_config()
-    config["contrastive"] = None
-    copy = MultiTaskModel.from_config(config)
-    copy.backbone.set_weights(model.backbone.get_weights())
-    copy.decoder.set_weights(model.decoder.get_weights())
-    return copy
+    inner = getattr(model, "model", model)
+    if not isinstance(inner, MultiTaskModel):
+        raise ExportError(
+            f"Export takes a keras_mtcl MultiTaskModel (or a MultiTaskTrainer holding one). Received: model={type(model).__name__}"
+        )
+    return inner
 
 
 def output_names(model: MultiTaskModel) -> list[str]:
-    """Names of the serving outputs, in task order."""
-    names = []
-    for task in model.task_specs:
-        if task.kind == "classes":
-            names += [f"{task.name}_classes", f"{task.name}_probabilities"]
-        elif task.kind == "binary":
-            names.append(f"{task.name}_probability")
-        else:
-            names.append(task.name)
-    return names
+    """Names of the serving outputs, in task order (each task's kind's `LabelKind.output_names`)."""
+    return [name for task in model.task_specs for name in task.label_kind.output_names(task.name)]
 
 
 def _require_tensorflow_backend():
@@ -125,15 +117,8 @@ def serving_function(
         outputs = {}
         for task in model.task_specs:
             y = tf.cast(predictions[task.name], tf.float32)[:, :height, :width, :]
-            if task.kind == "classes":
-                outputs[f"{task.name}_classes"] = tf.argmax(y, axis=-1, output_type=tf.int32)
-                outputs[f"{task.name}_probabilities"] = tf.nn.softmax(y, axis=-1)
-            elif task.kind == "binary":
-                outputs[f"{task.name}_probability"] = tf.sigmoid(y)
-            elif task.kind == "depth":
-                outputs[task.name] = tf.maximum(y, 0.0)
-            else:
-                outputs[task.name] = tf.math.l2_normalize(y, axis=-1, epsilon=1e-12)
+            # keras.ops of the kind's post-processing: TensorFlow ops on this backend.
+            outputs.update(task.label_kind.serve(task.name, y))
         return outputs
 
     return serve
@@ -330,22 +315,31 @@ def find_saved_model(path: str | os.PathLike) -> Path:
 
 
 def _tasks_from_outputs(outputs: dict[str, Any]) -> list[TaskSpec]:
-    """Task specs read off output names and channel counts (for SavedModels without tasks.json)."""
-    specs = []
+    """Task specs read off output names and channel counts (for SavedModels without tasks.json).
+
+    An output ending in a kind's last output suffix (`_probabilities`,
+    `_probability`) names a task of that kind; an output without a suffix is
+    the task of the kind whose output channels it has.
+    """
+    from keras_mtcl.kinds import KINDS
+
+    suffixed = [k for k in KINDS.values() if k.output_suffixes[-1]]
+    plain = {k.output_channels: k for k in KINDS.values() if not k.output_suffixes[-1]}
+    specs, taken = [], set()
     for name, tensor in outputs.items():
-        channels = tensor.shape[-1]
-        if name.endswith("_classes"):
+        kind = next((k for k in suffixed if name.endswith(k.output_suffixes[-1])), None)
+        if kind is not None:
+            task = name[: -len(kind.output_suffixes[-1])]
+            channels = None if kind.output_channels else int(tensor.shape[-1])
+            specs.append(TaskSpec(task, kind.name, channels=channels))
+            taken.update(kind.output_names(task))
+    for name, tensor in outputs.items():
+        if name in taken:
             continue
-        if name.endswith("_probabilities"):
-            specs.append(tasks_lib.semseg(num_classes=int(channels)).replace(name=name[: -len("_probabilities")]))
-        elif name.endswith("_probability"):
-            specs.append(tasks_lib.saliency().replace(name=name[: -len("_probability")]))
-        elif channels == 1:
-            specs.append(tasks_lib.depth().replace(name=name))
-        elif channels == 3:
-            specs.append(tasks_lib.normals().replace(name=name))
-        else:
+        kind = plain.get(tensor.shape[-1]) if len(tensor.shape) == 4 else None
+        if kind is None:
             raise ExportError(f"Cannot tell the task of SavedModel output {name!r} with shape {tensor.shape}.")
+        specs.append(TaskSpec(name, kind.name))
     return specs
 
 

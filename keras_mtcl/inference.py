@@ -43,7 +43,8 @@ def serving_outputs(task_specs: Sequence[TaskSpec], predictions: Mapping[str, np
     """The exported signature's outputs for one image, computed in numpy from raw predictions.
 
     The same post-processing as `keras_mtcl.export.serving_function` (table
-    in that module's docstring), without the batch axis.
+    in that module's docstring), without the batch axis: the task's kind's
+    `LabelKind.serve`, in `keras.ops` on any backend.
 
     Args:
         task_specs: the model's tasks.
@@ -57,17 +58,9 @@ def serving_outputs(task_specs: Sequence[TaskSpec], predictions: Mapping[str, np
     """
     outputs = {}
     for task in task_specs:
-        y = np.asarray(predictions[task.name], "float32")
-        if task.kind == "classes":
-            exp = np.exp(y - y.max(axis=-1, keepdims=True))
-            outputs[f"{task.name}_classes"] = y.argmax(axis=-1).astype("int32")
-            outputs[f"{task.name}_probabilities"] = exp / exp.sum(axis=-1, keepdims=True)
-        elif task.kind == "binary":
-            outputs[f"{task.name}_probability"] = 1.0 / (1.0 + np.exp(-y))
-        elif task.kind == "depth":
-            outputs[task.name] = np.maximum(y, 0.0)
-        else:
-            outputs[task.name] = y / np.maximum(np.linalg.norm(y, axis=-1, keepdims=True), 1e-12)
+        y = keras.ops.convert_to_tensor(np.asarray(predictions[task.name], "float32"))
+        served = task.label_kind.serve(task.name, y)
+        outputs.update({name: np.asarray(keras.ops.convert_to_numpy(value)) for name, value in served.items()})
     return outputs
 
 
@@ -75,7 +68,8 @@ def panel_maps(task_specs: Sequence[TaskSpec], outputs: Mapping[str, np.ndarray]
     """Per-task maps for `visualize.prediction_panel` from serving outputs of one image.
 
     The panel reads raw predictions (logits for class and binary tasks);
-    log-probabilities and the logit of a probability give the same pictures.
+    log-probabilities and the logit of a probability give the same pictures
+    (the task's kind's `LabelKind.unserve`).
 
     Args:
         outputs: {output name: array} as `serving_outputs` returns (or a
@@ -84,13 +78,4 @@ def panel_maps(task_specs: Sequence[TaskSpec], outputs: Mapping[str, np.ndarray]
     Returns:
         {task: (H, W, C)} float32.
     """
-    maps = {}
-    for task in task_specs:
-        if task.kind == "classes":
-            maps[task.name] = np.log(np.maximum(np.asarray(outputs[f"{task.name}_probabilities"], "float32"), 1e-30))
-        elif task.kind == "binary":
-            p = np.clip(np.asarray(outputs[f"{task.name}_probability"], "float32"), 1e-7, 1 - 1e-7)
-            maps[task.name] = np.log(p) - np.log1p(-p)
-        else:
-            maps[task.name] = np.asarray(outputs[task.name], "float32")
-    return maps
+    return {task.name: task.label_kind.unserve(task.name, outputs) for task in task_specs}

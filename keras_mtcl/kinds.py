@@ -6,7 +6,8 @@ served and drawn. Each kind is one frozen `LabelKind` below; every other
 module asks the task's kind (`task.label_kind`) instead of testing its name,
 so adding a kind means adding one object here (and one entry in each
 registry keyed by kind: `keras_mtcl.metrics.METRIC_BUILDERS`,
-`keras_mtcl.visualize.PAINTERS`; a test checks that they cover every kind).
+`keras_mtcl.visualize.PAINTERS`, the manifest schema of `keras_mtcl.data.folder`;
+tests check that they cover every kind).
 
 | kind    | tasks               | label (per image)         | valid pixels                          | prediction        |
 |---------|---------------------|---------------------------|---------------------------------------|-------------------|
@@ -158,7 +159,10 @@ def _any_positive(labels, size, channels: int, ignore_value: int):
 
 def _serve_classes(name: str, y) -> dict:
     ops = _keras_ops()
-    return {f"{name}_classes": ops.cast(ops.argmax(y, axis=-1), "int32"), f"{name}_probabilities": ops.softmax(y, axis=-1)}
+    # The first of the largest logits, by an integer argmax: keras' float argmax on TensorFlow adds a
+    # sign-bit test (Bitcast, BitwiseAnd) that tf2onnx cannot convert (ONNX export).
+    largest = ops.cast(y >= ops.max(y, axis=-1, keepdims=True), "int32")
+    return {f"{name}_classes": ops.cast(ops.argmax(largest, axis=-1), "int32"), f"{name}_probabilities": ops.softmax(y, axis=-1)}
 
 
 def _serve_binary(name: str, y) -> dict:
@@ -210,6 +214,28 @@ def _flip_normals(label, ignore_value):
     return tf.concat([x, label[..., 1:]], axis=-1)
 
 
+# ----------------------------------------------------------------------------- random valid labels (tests, benchmarks)
+# `(rng, shape, channels) -> (*shape, label_channels)` numpy labels, every pixel valid; `rng` is a numpy Generator.
+
+
+def _random_classes(rng, shape, channels):
+    return rng.integers(0, channels, (*shape, 1))
+
+
+def _random_binary(rng, shape, channels):
+    # About one pixel in five positive: binary maps (edges, saliency) are mostly background.
+    return rng.uniform(size=(*shape, 1)) < 0.2
+
+
+def _random_depth(rng, shape, channels):
+    return rng.uniform(0.5, 5.0, (*shape, 1))
+
+
+def _random_normals(rng, shape, channels):
+    v = rng.normal(size=(*shape, 3))
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
 # ----------------------------------------------------------------------------- the kind object
 
 
@@ -245,6 +271,12 @@ class LabelKind:
         sparse_resize: `(labels, size, channels, ignore_value) -> labels` at
             the feature resolution for tasks marked `sparse` (thin
             structures), or None when the kind has no sparse rule.
+        random: `(rng, shape, channels) -> (*shape, label_channels)` numpy
+            labels drawn with the numpy Generator `rng`, every pixel valid
+            (`keras_mtcl.testing.labels.random_labels` adds invalid ones).
+        min_value: lowest value a stored label of a continuous kind may hold
+            (depth: 0), or None when any finite value may be stored; discrete
+            kinds use `value_range`.
     """
 
     name: str
@@ -266,6 +298,8 @@ class LabelKind:
     scale: Callable | None = dataclasses.field(default=None, repr=False)
     flip: Callable | None = dataclasses.field(default=None, repr=False)
     sparse_resize: Callable | None = dataclasses.field(default=None, repr=False)
+    random: Callable | None = dataclasses.field(default=None, repr=False)
+    min_value: float | None = None
 
     def __repr__(self) -> str:
         return f"LabelKind({self.name!r})"
@@ -288,7 +322,9 @@ class LabelKind:
         [True, True, False, False]
         """
         xp = _keras_ops() if xp is None else xp
-        if xp is not np and xp.__name__ != "tensorflow.experimental.numpy":
+        # keras.ops (the one namespace with `cast`) compares float32 on every backend. Not a test of
+        # `xp.__name__`: `tf.experimental.numpy` reached as an attribute is `tensorflow._api.v2...`.
+        if hasattr(xp, "cast"):
             labels = xp.cast(labels, "float32")
         return self.validity(labels, channels, ignore_value, xp)
 
@@ -358,12 +394,13 @@ CLASSES = LabelKind(
     metrics=("miou", "pixel_accuracy"),
     thresholds=(0.0, 0.0),
     ranking_margin=0.0,
-    description="class ids 0..C-1 with {ignore} = ignore, an integer (H, W, 1) map",
+    description="class ids 0..C-1 with {ignore} = ignore, an integer (H, W, 1) map (any integer dtype)",
     validity=_classes_valid,
     distance=_discrete_distance,
     serve=_serve_classes,
     unserve=_unserve_classes,
     output_suffixes=("_classes", "_probabilities"),
+    random=_random_classes,
 )
 
 BINARY = LabelKind(
@@ -377,13 +414,14 @@ BINARY = LabelKind(
     metrics=("maxf", "miou"),
     thresholds=(0.0, 0.0),
     ranking_margin=0.0,
-    description="0/1 with {ignore} = ignore, an integer (H, W, 1) map",
+    description="0/1 with {ignore} = ignore, an integer (H, W, 1) map (any integer dtype)",
     validity=_binary_valid,
     distance=_binary_distance,
     serve=_serve_binary,
     unserve=_unserve_binary,
     output_suffixes=("_probability",),
     sparse_resize=_any_positive,
+    random=_random_binary,
 )
 
 DEPTH = LabelKind(
@@ -403,6 +441,8 @@ DEPTH = LabelKind(
     serve=_serve_depth,
     unserve=_unserve_identity,
     scale=_scale_depth,
+    random=_random_depth,
+    min_value=0.0,
 )
 
 NORMALS = LabelKind(
@@ -416,12 +456,15 @@ NORMALS = LabelKind(
     metrics=("mean_angle", "median_angle", "within_11.25", "within_22.5", "within_30"),
     thresholds=(10.0, 30.0),  # degrees
     ranking_margin=10.0,
-    description="unit vectors as float32 (H, W, 3), the zero vector = invalid",
+    description=(
+        "unit vectors as float32 (H, W, 3), the zero vector = invalid (decode 8-bit maps with 2 * x / 255 - 1)"
+    ),
     validity=_normals_valid,
     distance=_angle_distance,
     serve=_serve_normals,
     unserve=_unserve_identity,
     flip=_flip_normals,
+    random=_random_normals,
 )
 
 # Every kind, by name, in the order of the docs.

@@ -11,18 +11,24 @@ in `result()`: pixel-wise over the split, never a mean of per-image values
 (`keras_mtcl.tasks`) and the model's raw prediction for the task at the
 label's spatial size:
 
-| metric          | y_true                    | y_pred              | valid pixels      | result         |
-|-----------------|---------------------------|---------------------|-------------------|----------------|
-| `MeanIoU`       | class ids 0..C-1          | (B, H, W, C) logits | label in 0..C-1   | %              |
-| `PixelAccuracy` | class ids 0..C-1          | (B, H, W, C) logits | label in 0..C-1   | %              |
-| `DepthMetric`   | metres, 0 = no depth      | (B, H, W, 1) metres | label > 0, != 255 | m / ratio / %  |
-| `NormalsMetric` | (B, H, W, 3) unit vectors | (B, H, W, 3)        | label not 0, 255  | degrees / %    |
-| `SaliencyMaxF`  | {0, 1}                    | (B, H, W, 1) logits | label in {0, 1}   | %              |
-| `BinaryMeanIoU` | {0, 1}                    | (B, H, W, 1) logits | label in {0, 1}   | %              |
-| `EdgeLossProxy` | {0, 1}                    | (B, H, W, 1) logits | label in {0, 1}   | loss per pixel |
+| metric          | kind    | y_true                    | y_pred              | result         |
+|-----------------|---------|---------------------------|---------------------|----------------|
+| `MeanIoU`       | classes | class ids 0..C-1          | (B, H, W, C) logits | %              |
+| `PixelAccuracy` | classes | class ids 0..C-1          | (B, H, W, C) logits | %              |
+| `DepthMetric`   | depth   | metres, 0 = no depth      | (B, H, W, 1) metres | m / ratio / %  |
+| `NormalsMetric` | normals | (B, H, W, 3) unit vectors | (B, H, W, 3)        | degrees / %    |
+| `SaliencyMaxF`  | binary  | {0, 1}                    | (B, H, W, 1) logits | %              |
+| `BinaryMeanIoU` | binary  | {0, 1}                    | (B, H, W, 1) logits | %              |
+| `EdgeLossProxy` | binary  | {0, 1}                    | (B, H, W, 1) logits | loss per pixel |
 
-Labels are (B, H, W, 1) or (B, H, W) unless noted; 255 (`IGNORE_INDEX`) and
-any other value outside the valid set is skipped. Results in % are x100.
+Labels are (B, H, W, 1) or (B, H, W) unless noted. Valid pixels are those of
+the label kind's rule (`keras_mtcl.kinds`, `LabelKind.valid_mask`), the rule
+of the losses and the regularizer too: the ignore value (255,
+`IGNORE_INDEX`) and any other value outside the kind's valid set are
+skipped. Results in % are x100.
+
+`task_metrics(task)` builds a task's metrics through `METRIC_BUILDERS`, a
+registry keyed by label kind: {kind: {metric name: builder}}.
 
 Protocol, per metric:
 
@@ -59,20 +65,22 @@ Protocol, per metric:
 Counts are int32 (exact up to 2^31 - 1 pixels per count: the whole PASCAL-
 Context val split has ~1e9 pixels); sums of errors are float32.
 
-`delta_m(results, baselines)` is the multi-task performance measure of
-Maninis et al. (ASTMT, CVPR 2019), used by the same codebases.
+`delta_m(results, baselines, tasks)` is the multi-task performance measure of
+Maninis et al. (ASTMT, CVPR 2019), used by the same codebases; it reads each
+task's main metric (`TaskSpec.main_metric`).
 """
 
 from __future__ import annotations
 
 import math
 import types
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import keras
 from keras import ops
 
-from keras_mtcl.tasks import IGNORE_INDEX, TaskSpec
+from keras_mtcl import kinds
+from keras_mtcl.tasks import IGNORE_INDEX, TASK_BUILDERS, TaskSpec
 
 # Saliency maxF: thresholds 0.05, 0.10, ..., 0.95 and beta^2 (precision weighted more).
 SALIENCY_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
@@ -121,17 +129,9 @@ HIGHER_IS_BETTER = types.MappingProxyType(
         "edge_loss": False,
     }
 )
-# Main metric of each standard task, the one `delta_m` uses.
-MAIN_METRICS = types.MappingProxyType(
-    {
-        "semseg": "miou",
-        "human_parts": "miou",
-        "depth": "rmse",
-        "normals": "mean_angle",
-        "saliency": "maxf",
-        "edge": "odsf",
-    }
-)
+# Main metric of each standard task (`tasks.TASK_BUILDERS`), by task name.
+# `delta_m` reads a task's own `main_metric`; this table only describes the standard tasks.
+MAIN_METRICS = types.MappingProxyType({name: build().main_metric for name, build in TASK_BUILDERS.items()})
 
 
 def _scalar_label(y_true):
@@ -146,6 +146,13 @@ def _scalar_label(y_true):
     elif len(y_true.shape) != 3:
         raise ValueError(f"Expected a label of shape (B, H, W, 1) or (B, H, W). Received: y_true.shape={y_true.shape}")
     return y_true
+
+
+def _valid(kind, labels, channels, ignore_value):
+    """(B, H, W) bool: the kind's validity rule on (B, H, W) scalar or (B, H, W, c) float32 labels."""
+    if len(labels.shape) == 3:
+        labels = ops.expand_dims(labels, -1)
+    return kind.valid_mask(labels, channels, ignore_value)
 
 
 def _check_prediction(y_pred, label_shape, channels, metric):
@@ -201,6 +208,9 @@ def _check_name_in(value, allowed, argument):
 class _ConfusionMatrixMetric(keras.metrics.Metric):
     """Accumulates a (num_classes, num_classes) confusion matrix: rows labels, columns predictions."""
 
+    # Whose validity rule the labels follow.
+    label_kind = kinds.CLASSES
+
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX, name=None, dtype=None):
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"`num_classes` must be an integer >= 2. Received: num_classes={num_classes!r}")
@@ -223,8 +233,8 @@ class _ConfusionMatrixMetric(keras.metrics.Metric):
         labels = _scalar_label(y_true)
         _check_prediction(y_pred, y_true.shape, self._expected_channels(), type(self).__name__)
         predicted = self._predicted_classes(y_pred)
-        # Any id outside 0..C-1 (255 included) is ignored: it goes to an extra, dropped bin.
-        valid = ops.logical_and(labels >= 0, labels < self.num_classes)
+        # Invalid labels (255, ids outside 0..C-1) go to an extra, dropped bin.
+        valid = _valid(self.label_kind, labels, self._expected_channels(), self.ignore_index)
         labels = ops.cast(ops.where(valid, labels, 0.0), "int32")
         cells = self.num_classes * self.num_classes
         ids = ops.where(valid, labels * self.num_classes + predicted, cells)
@@ -303,6 +313,8 @@ class BinaryMeanIoU(_ConfusionMatrixMetric):
         y_true: (B, H, W, 1) or (B, H, W) in {0, 1}. y_pred: (B, H, W, 1) logits.
     """
 
+    label_kind = kinds.BINARY
+
     def __init__(
         self,
         threshold: float = BINARY_THRESHOLD,
@@ -335,13 +347,13 @@ class BinaryMeanIoU(_ConfusionMatrixMetric):
 
 @keras.saving.register_keras_serializable(package="keras_mtcl")
 class DepthMetric(keras.metrics.Metric):
-    """Depth error over valid pixels (label > 0, != ignore) of the split.
+    """Depth error over valid pixels (label > 0, finite, != ignore) of the split.
 
     Args:
         statistic: one of `DEPTH_STATISTICS`: `"rmse"` (metres), `"log_rmse"`
             (natural log), `"abs_rel"` (mean |gt - pred| / gt), `"delta1"`
             (% of pixels with max(gt/pred, pred/gt) < 1.25).
-        ignore_value: label value that marks pixels to skip (besides 0).
+        ignore_value: label value that marks pixels to skip (besides 0 and non-finite values).
         name: metric name, e.g. `"depth_rmse"`.
         dtype: dtype of the result.
 
@@ -365,7 +377,7 @@ class DepthMetric(keras.metrics.Metric):
         labels = _scalar_label(y_true)
         _check_prediction(y_pred, y_true.shape, 1, "DepthMetric")
         prediction = ops.maximum(ops.cast(y_pred, "float32")[..., 0], DEPTH_MIN_PREDICTION)
-        valid = ops.logical_and(labels > 0, labels != self.ignore_value)
+        valid = _valid(kinds.DEPTH, labels, 1, self.ignore_value)
         safe_labels = ops.where(valid, labels, 1.0)
         mask = ops.cast(valid, "float32")
         log_error = ops.log(safe_labels) - ops.log(prediction)
@@ -405,7 +417,8 @@ class NormalsMetric(keras.metrics.Metric):
             (histogram of `MEDIAN_BIN_DEGREES` bins, within 0.005 degrees),
             `"rmse_angle"`, `"within_11.25"`, `"within_22.5"`, `"within_30"`
             (% of pixels strictly under the angle).
-        ignore_value: label value that marks pixels to skip (besides the zero vector).
+        ignore_value: label value that marks pixels to skip (besides the zero vector and
+            non-finite values).
         name: metric name, e.g. `"normals_mean_angle"`.
         dtype: dtype of the result.
 
@@ -438,9 +451,7 @@ class NormalsMetric(keras.metrics.Metric):
         _check_prediction(y_pred, y_true.shape, 3, "NormalsMetric")
         labels = ops.cast(y_true, "float32")
         prediction = ops.cast(y_pred, "float32")
-        valid = ops.logical_and(
-            ops.all(labels != self.ignore_value, axis=-1), ops.any(labels != 0, axis=-1)
-        )
+        valid = _valid(kinds.NORMALS, labels, 3, self.ignore_value)
         labels = ops.where(ops.expand_dims(valid, -1), labels, 0.0)
         label_norm = ops.sqrt(ops.sum(ops.square(labels), axis=-1, keepdims=True))
         prediction_norm = ops.sqrt(ops.sum(ops.square(prediction), axis=-1, keepdims=True))
@@ -544,7 +555,7 @@ class SaliencyMaxF(keras.metrics.Metric):
         labels = _scalar_label(y_true)
         _check_prediction(y_pred, y_true.shape, 1, "SaliencyMaxF")
         probabilities = _probabilities(y_pred[..., 0], self.double_sigmoid)
-        valid = ops.logical_and(labels >= 0, labels <= 1)
+        valid = _valid(kinds.BINARY, labels, 1, self.ignore_value)
         positive = ops.logical_and(valid, labels > 0.5)
         bins = ops.digitize(probabilities, self.thresholds)
         bins = ops.cast(bins, "int32")
@@ -628,7 +639,7 @@ class EdgeLossProxy(keras.metrics.Metric):
         logits = ops.cast(y_pred, "float32")[..., 0]
         if self.double_sigmoid:
             logits = ops.sigmoid(logits)
-        valid = ops.logical_and(labels >= 0, labels <= 1)
+        valid = _valid(kinds.BINARY, labels, 1, self.ignore_value)
         target = ops.cast(ops.logical_and(valid, labels > 0.5), "float32")
         mask = ops.cast(valid, "float32")
         # -log(sigmoid(x)) = softplus(-x); -log(1 - sigmoid(x)) = softplus(x).
@@ -654,13 +665,58 @@ class EdgeLossProxy(keras.metrics.Metric):
         }
 
 
+def _classes_metric(cls):
+    def build(task: TaskSpec, name: str):
+        return cls(task.channels, ignore_index=task.ignore_value, name=name)
+
+    return build
+
+
+def _statistic_metric(cls, statistic):
+    def build(task: TaskSpec, name: str):
+        return cls(statistic, ignore_value=task.ignore_value, name=name)
+
+    return build
+
+
+def _boundary_benchmark(task: TaskSpec, name: str):
+    """No streaming metric: `keras_mtcl.evaluation` runs the boundary benchmark (`keras_mtcl.edge_eval`)."""
+    return None
+
+
+def _edge_loss(task: TaskSpec, name: str):
+    pos_weight = task.loss_options.get("pos_weight", EDGE_POS_WEIGHT)
+    return EdgeLossProxy(pos_weight=pos_weight, ignore_value=task.ignore_value, name=name)
+
+
+# The metrics of each label kind: {kind: {metric name: builder}}. A builder
+# `(task, name) -> Metric` builds the streaming metric called `name` for
+# `task`, or returns None for a metric computed outside the streaming
+# metrics (`NON_STREAMING_METRICS`, the boundary benchmark). Adding a kind
+# means adding its entry (a test checks that every kind has one).
+METRIC_BUILDERS: Mapping[kinds.LabelKind, Mapping[str, Callable]] = types.MappingProxyType(
+    {
+        kinds.CLASSES: {"miou": _classes_metric(MeanIoU), "pixel_accuracy": _classes_metric(PixelAccuracy)},
+        kinds.BINARY: {
+            "maxf": lambda task, name: SaliencyMaxF(ignore_value=task.ignore_value, name=name),
+            "miou": lambda task, name: BinaryMeanIoU(ignore_index=task.ignore_value, name=name),
+            "edge_loss": _edge_loss,
+            **{metric: _boundary_benchmark for metric in NON_STREAMING_METRICS},
+        },
+        kinds.DEPTH: {s: _statistic_metric(DepthMetric, s) for s in DEPTH_STATISTICS},
+        kinds.NORMALS: {s: _statistic_metric(NormalsMetric, s) for s in NORMALS_STATISTICS},
+    }
+)
+
+
 def task_metrics(task: TaskSpec, prefix: bool = True) -> list[keras.metrics.Metric]:
     """The streaming metrics of `task.metrics`, named `"<task>_<metric>"`.
 
-    Names by kind: classes `miou`, `pixel_accuracy`; depth `DEPTH_STATISTICS`;
-    normals `NORMALS_STATISTICS`; binary `maxf`, `miou`, `edge_loss`. The
-    boundary benchmark names `NON_STREAMING_METRICS` (`odsf`, `oisf`, `ap`) are
-    left out: `keras_mtcl.edge_eval` computes them.
+    Built by the task's kind's entry of `METRIC_BUILDERS`: classes `miou`,
+    `pixel_accuracy`; depth `DEPTH_STATISTICS`; normals `NORMALS_STATISTICS`;
+    binary `maxf`, `miou`, `edge_loss`, and the boundary benchmark names
+    `NON_STREAMING_METRICS` (`odsf`, `oisf`, `ap`), which are left out here:
+    `keras_mtcl.edge_eval` computes them.
 
     Args:
         task: the task; its `kind`, `metrics`, `channels`, `ignore_value` and
@@ -669,48 +725,36 @@ def task_metrics(task: TaskSpec, prefix: bool = True) -> list[keras.metrics.Metr
             for `compile(metrics={task: [...]})` on a model with dict outputs,
             where Keras itself prefixes each name with the output's name.
 
+    Raises:
+        ValueError: a metric name that the task's kind does not know.
+
     Example:
     >>> from keras_mtcl import tasks
     >>> [m.name for m in task_metrics(tasks.depth())]
     ['depth_rmse', 'depth_log_rmse', 'depth_abs_rel', 'depth_delta1']
     """
+    builders = METRIC_BUILDERS[task.label_kind]
     built = []
     for metric in task.metrics:
-        if metric in NON_STREAMING_METRICS:
-            continue
-        name = f"{task.name}_{metric}" if prefix else metric
-        if task.kind == "classes" and metric == "miou":
-            built.append(MeanIoU(task.channels, ignore_index=task.ignore_value, name=name))
-        elif task.kind == "classes" and metric == "pixel_accuracy":
-            built.append(PixelAccuracy(task.channels, ignore_index=task.ignore_value, name=name))
-        elif task.kind == "depth" and metric in DEPTH_STATISTICS:
-            built.append(DepthMetric(metric, ignore_value=task.ignore_value, name=name))
-        elif task.kind == "normals" and metric in NORMALS_STATISTICS:
-            built.append(NormalsMetric(metric, ignore_value=task.ignore_value, name=name))
-        elif task.kind == "binary" and metric == "maxf":
-            built.append(SaliencyMaxF(ignore_value=task.ignore_value, name=name))
-        elif task.kind == "binary" and metric == "miou":
-            built.append(BinaryMeanIoU(ignore_index=task.ignore_value, name=name))
-        elif task.kind == "binary" and metric == "edge_loss":
-            pos_weight = task.loss_options.get("pos_weight", EDGE_POS_WEIGHT)
-            built.append(EdgeLossProxy(pos_weight=pos_weight, ignore_value=task.ignore_value, name=name))
-        else:
-            known = {
-                "classes": ["miou", "pixel_accuracy"],
-                "depth": list(DEPTH_STATISTICS),
-                "normals": list(NORMALS_STATISTICS),
-                "binary": ["maxf", "miou", "edge_loss"],
-            }[task.kind] + list(NON_STREAMING_METRICS)
+        if metric not in builders:
             raise ValueError(
-                f"Unknown metric for task {task.name!r} of kind {task.kind!r}. Expected one of {known}. "
+                f"Unknown metric for task {task.name!r} of kind {task.kind!r}. Expected one of {list(builders)}. "
                 f"Received: metric={metric!r}"
             )
+        value = builders[metric](task, f"{task.name}_{metric}" if prefix else metric)
+        if value is not None:
+            built.append(value)
     return built
+
+
+def _standard_tasks() -> list[TaskSpec]:
+    return [build() for build in TASK_BUILDERS.values()]
 
 
 def delta_m(
     results: Mapping[str, float],
     baselines: Mapping[str, float],
+    tasks: Sequence[TaskSpec] | None = None,
     metrics: Mapping[str, str] | None = None,
 ) -> dict:
     """Multi-task performance: mean relative change over single-task baselines, in %.
@@ -723,8 +767,12 @@ def delta_m(
         results: flat metric values of the multi-task model, keyed
             `"<task>_<metric>"` (e.g. `{"semseg_miou": 40.1, "depth_rmse": 0.6}`).
         baselines: the same keys for the single-task models.
-        metrics: metric used for each task (default `MAIN_METRICS`); the tasks
-            whose `"<task>_<metric>"` key is in `results` take part.
+        tasks: the `TaskSpec`s; each task's metric is its `main_metric`.
+            Default: the six standard tasks (`tasks.TASK_BUILDERS`), unless
+            `metrics` is given alone.
+        metrics: optional {task name: metric} overriding the tasks' main
+            metrics; given without `tasks`, exactly these tasks and metrics.
+            Tasks whose `"<task>_<metric>"` key is in `results` take part.
 
     Returns:
         `{"delta_m": float, "per_task": {task: {"metric", "value", "baseline",
@@ -738,10 +786,17 @@ def delta_m(
     >>> result = delta_m({"semseg_miou": 44.0, "depth_rmse": 0.45}, {"semseg_miou": 40.0, "depth_rmse": 0.5})
     >>> round(result["delta_m"], 6)  # semseg +10 %, depth RMSE 10 % lower: +10 %
     10.0
+    >>> custom = [TaskSpec("segmentation", "classes", channels=5)]
+    >>> delta_m({"segmentation_miou": 30.0}, {"segmentation_miou": 40.0}, tasks=custom)["delta_m"]
+    -25.0
     """
-    metrics = dict(MAIN_METRICS if metrics is None else metrics)
+    chosen = {}
+    if tasks is not None or metrics is None:
+        specs = _standard_tasks() if tasks is None else tasks
+        chosen = {t.name: t.main_metric for t in specs if t.main_metric is not None}
+    chosen.update(metrics or {})
     per_task = {}
-    for task, metric in metrics.items():
+    for task, metric in chosen.items():
         key = f"{task}_{metric}"
         if key not in results:
             continue
@@ -767,7 +822,7 @@ def delta_m(
             "delta": sign * (value - baseline) / baseline * 100.0,
         }
     if not per_task:
-        expected = [f"{t}_{m}" for t, m in metrics.items()]
+        expected = [f"{t}_{m}" for t, m in chosen.items()]
         raise ValueError(f"No task metric to compare. Expected keys among {expected}. Received: results keys={sorted(results)}")
     overall = sum(entry["delta"] for entry in per_task.values()) / len(per_task)
     return {"delta_m": overall, "per_task": per_task}
@@ -783,6 +838,7 @@ __all__ = [
     "EdgeLossProxy",
     "HIGHER_IS_BETTER",
     "MAIN_METRICS",
+    "METRIC_BUILDERS",
     "MEDIAN_BIN_DEGREES",
     "MeanIoU",
     "NON_STREAMING_METRICS",

@@ -1,85 +1,81 @@
-"""`MultiTaskModel`: backbone + multi-task decoder (+ the contrastive regularizer in training)."""
+"""`MultiTaskModel`: the inference network (backbone + decoder), and loading `.keras` files.
+
+Training-only parts (the regularizer, deep-supervision losses, loss trackers)
+live in `keras_mtcl.trainer.MultiTaskTrainer`, which wraps this model; the
+model itself never contains them, so what is exported is what is trained
+minus nothing.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping, Sequence
 
 import keras
 from keras import ops
 
-from keras_mtcl.backend_compat import scale_loss_for_distribution
+from keras_mtcl.backbones.pyramid import FeaturePyramid
 from keras_mtcl.decoders import get_decoder
 from keras_mtcl.layers import resize_to
-from keras_mtcl.losses import task_loss
 from keras_mtcl.tasks import TaskSpec, validate_tasks
 
 
 @keras.saving.register_keras_serializable(package="keras_mtcl")
 class MultiTaskModel(keras.Model):
-    """A multi-task dense prediction network trained with `model.fit` on any backend.
+    """A multi-task dense prediction network: backbone, decoder, predictions at the input size.
 
-    The backbone maps images to a feature pyramid, the decoder of
-    `framework` maps the pyramid to per-task predictions, which are resized
-    (bilinear) to the input size. Task losses and their weights are applied
-    in `compute_loss`, so `compile` takes no `loss`.
-
-    In training (`training=True`) the model returns
-    `{"predictions": {task: y}, "features": {task: F_t}, "auxiliary": {...}}`;
-    `compute_loss` adds the task losses, any deep-supervision losses and, if
-    `contrastive` is set, the cross-task contrastive term computed on the
-    features. Otherwise (`predict`, `evaluate`, export) it returns
-    `{task: y}` only: the regularizer's projectors are never on the inference
-    path, so the inference model has exactly the baseline's computation.
+    The backbone maps images to a feature pyramid (`FeaturePyramid`, checked
+    against the decoder's contract at build time), the decoder maps the
+    pyramid to per-task predictions, which are resized (bilinear) to the
+    input size. `call` always returns `{task: (B, H, W, C_task)}`; the
+    decoder's deep-supervision heads are never run here. Train it with
+    `keras_mtcl.trainer.MultiTaskTrainer`, which adds the task losses, deep
+    supervision and the regularizer.
 
     Args:
         backbone: Keras model mapping (B, H, W, C) images to a list of feature
             maps, finest first (see `keras_mtcl.backbones`).
         tasks: list of `TaskSpec` (or their configs), e.g.
             `keras_mtcl.tasks.task_set("nyud")`.
-        framework: decoder name in `keras_mtcl.decoders` (`"baseline"`).
+        decoder: decoder name in `keras_mtcl.decoders` (`"baseline"`,
+            `"padnet"`, `"mtinet"`).
         decoder_options: keyword arguments of the decoder.
-        contrastive: a `keras_mtcl.contrastive.CrossTaskContrastive` layer, or
-            `None` for the baseline.
         input_channels: channels of the input images.
 
     Input shape: (B, H, W, input_channels) float images (normalised).
     Output: {task: (B, H, W, C_task)} in float32.
 
     Example:
+    >>> import numpy as np
     >>> from keras_mtcl import backbones, tasks
     >>> model = MultiTaskModel(backbones.get_backbone("tiny_cnn"), tasks.task_set("nyud"))
-    >>> sorted(model.predict(np.zeros((1, 64, 64, 3)), verbose=0))
-    ['depth', 'edge', 'normals', 'semseg']
+    >>> outputs = model.predict(np.zeros((1, 64, 64, 3)), verbose=0)
+    >>> {name: y.shape for name, y in sorted(outputs.items())}
+    {'depth': (1, 64, 64, 1), 'edge': (1, 64, 64, 1), 'normals': (1, 64, 64, 3), 'semseg': (1, 64, 64, 40)}
     """
 
     def __init__(
         self,
         backbone: keras.Model,
         tasks: Sequence[TaskSpec],
-        framework: str = "baseline",
+        decoder: str = "baseline",
         decoder_options: Mapping[str, Any] | None = None,
-        contrastive: keras.layers.Layer | None = None,
         input_channels: int = 3,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model. Received: backbone={backbone!r}")
+        if not isinstance(decoder, str):
+            raise ValueError(f"`decoder` must be the name of a registered decoder. Received: decoder={decoder!r}")
         self.task_specs: tuple[TaskSpec, ...] = tuple(validate_tasks(tasks))
         self.backbone = backbone
-        self.framework = framework
+        self.decoder_name = decoder
         self.decoder_options = dict(decoder_options or {})
-        self.decoder = get_decoder(framework, tasks=list(self.task_specs), **self.decoder_options)
-        self.contrastive = contrastive
-        if contrastive is not None:
-            contrastive.bind(list(self.task_specs))
+        self.decoder = get_decoder(decoder, tasks=list(self.task_specs), **self.decoder_options)
         self.input_channels = int(input_channels)
-        self.task_loss_trackers = [keras.metrics.Mean(name=f"{t.name}_loss") for t in self.task_specs]
-        if getattr(self.decoder, "has_auxiliary", False):
-            self.auxiliary_loss_tracker = keras.metrics.Mean(name="auxiliary_loss")
-        if contrastive is not None:
-            self.contrastive_trackers = [keras.metrics.Mean(name=f"contrastive_{t.name}") for t in self.task_specs]
-            self.triplet_fraction_tracker = keras.metrics.Mean(name="contrastive_triplet_fraction")
+        self.pyramid = FeaturePyramid.of(backbone, input_channels=self.input_channels)
+        self.decoder.check_pyramid(self.pyramid)
         self.build((None, None, None, self.input_channels))
 
     @property
@@ -89,122 +85,50 @@ class MultiTaskModel(keras.Model):
     def build(self, input_shape):
         if self.built:
             return
-        feature_shapes = self.backbone.compute_output_shape(tuple(input_shape))
-        if not isinstance(feature_shapes, (list, tuple)) or not isinstance(feature_shapes[0], (list, tuple)):
-            raise ValueError(
-                "`backbone` must return a list of feature maps (finest first). "
-                f"Received output shapes: {feature_shapes}"
-            )
-        feature_shapes = [tuple(s) for s in feature_shapes]
-        self.decoder.build(feature_shapes)
-        if self.contrastive is not None:
-            self.contrastive.build(self.decoder.feature_shapes(feature_shapes))
+        pyramid_shapes = self.backbone.compute_output_shape(tuple(input_shape))
+        self.decoder.build([tuple(s) for s in pyramid_shapes])
         self.built = True
 
+    def pyramid_shapes(self, input_shape=(None, None, None, None)) -> list[tuple]:
+        """Shapes of the backbone's maps for images of `input_shape`."""
+        input_shape = tuple(input_shape[:3]) + (self.input_channels,)
+        return [tuple(s) for s in self.backbone.compute_output_shape(input_shape)]
+
+    def task_feature_shapes(self, input_shape=(None, None, None, None)) -> dict[str, tuple]:
+        """{task: shape of F_t} for images of `input_shape`."""
+        return self.decoder.task_feature_shapes(self.pyramid_shapes(input_shape))
+
+    def auxiliary_groups(self) -> tuple[str, ...]:
+        """Names of the decoder's deep-supervision groups."""
+        return tuple(self.decoder.auxiliary_groups(self.pyramid_shapes()))
+
+    def _decode(self, images, training, auxiliary):
+        pyramid = self.backbone(images, training=training)
+        return self.decoder(list(pyramid), training=training, auxiliary=auxiliary)
+
     def call(self, images, training=None):
-        features = self.backbone(images, training=training)
-        outputs = self.decoder(list(features), training=training)
+        outputs = self._decode(images, training, auxiliary=False)
+        return _to_size(outputs["predictions"], ops.shape(images)[1:3])
+
+    def task_features(self, images, training=False) -> dict:
+        """{task: F_t (B, h, w, C_f)}: the decoder's last task-specific maps, at the decoder's resolution."""
+        return self._decode(images, training, auxiliary=False)["features"]
+
+    def training_outputs(self, images, training=True) -> dict:
+        """One forward pass for training: the trainer protocol of `keras_mtcl.trainer`.
+
+        Returns:
+            {"predictions": {task: (B, H, W, C)} at the input size,
+             "features": {task: F_t},
+             "auxiliary": {group: {task: (B, H, W, C)}} at the input size}.
+        """
+        outputs = self._decode(images, training, auxiliary=True)
         size = ops.shape(images)[1:3]
-
-        def to_input_size(group):
-            return {name: resize_to(ops.cast(y, "float32"), size) for name, y in group.items()}
-
-        predictions = to_input_size(outputs["predictions"])
-        if not training:
-            return predictions
         return {
-            "predictions": predictions,
+            "predictions": _to_size(outputs["predictions"], size),
             "features": outputs["features"],
-            "auxiliary": {group: to_input_size(ys) for group, ys in outputs["auxiliary"].items()},
+            "auxiliary": {group: _to_size(ys, size) for group, ys in outputs["auxiliary"].items()},
         }
-
-    def compile(self, optimizer="adam", loss=None, **kwargs):
-        """Like `keras.Model.compile`, without `loss`: task losses come from the task specs."""
-        if loss is not None:
-            raise ValueError(
-                "MultiTaskModel computes its task losses from its TaskSpecs; change a task's `loss` or "
-                f"`loss_weight` there instead of passing `loss` to compile(). Received: loss={loss!r}"
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        """Restores the compile state saved in a `.keras` file (optimizer included)."""
-        config = keras.saving.deserialize_keras_object(config)
-        config.pop("loss", None)
-        self.compile(**config)
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    def _split_outputs(self, y_pred):
-        """(predictions, features or None, auxiliary) from training or inference outputs."""
-        if isinstance(y_pred, Mapping) and "predictions" in y_pred and "features" in y_pred:
-            return y_pred["predictions"], y_pred["features"], y_pred.get("auxiliary", {})
-        return y_pred, None, {}
-
-    def _labels(self, y) -> dict:
-        if not isinstance(y, Mapping):
-            raise ValueError(
-                f"Labels must be a dict {{task: label}} with keys {self.task_names}. Received: y of type {type(y).__name__}"
-            )
-        missing = [name for name in self.task_names if name not in y]
-        if missing:
-            raise ValueError(
-                f"Labels are missing for tasks {missing}: the model predicts {self.task_names} but the labels "
-                f"have {sorted(y)}. Build the model with the dataset's tasks. Received: y keys={sorted(y)}"
-            )
-        labels = {}
-        for name in self.task_names:
-            label = y[name]
-            labels[name] = ops.expand_dims(label, -1) if len(label.shape) == 3 else label
-        return labels
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        if sample_weight is not None:
-            raise ValueError(
-                "MultiTaskModel does not take sample weights; mark pixels to skip with the ignore value (255). "
-                "Received: sample_weight is not None"
-            )
-        predictions, features, auxiliary = self._split_outputs(y_pred)
-        labels = self._labels(y)
-        total = ops.zeros((), "float32")
-        auxiliary_total = ops.zeros((), "float32")
-        for task, tracker in zip(self.task_specs, self.task_loss_trackers):
-            loss = task_loss(task, labels[task.name], predictions[task.name])
-            tracker.update_state(loss)
-            total = total + task.loss_weight * loss
-            for group in auxiliary.values():
-                auxiliary_total = auxiliary_total + task.loss_weight * task_loss(
-                    task, labels[task.name], group[task.name]
-                )
-        if auxiliary:
-            self.auxiliary_loss_tracker.update_state(auxiliary_total)
-            total = total + auxiliary_total
-        if self.contrastive is not None and features is not None:
-            regularizer = self.contrastive(features, labels, training=training)
-            for task, tracker in zip(self.task_specs, self.contrastive_trackers):
-                tracker.update_state(regularizer["per_task"][task.name])
-            self.triplet_fraction_tracker.update_state(regularizer["triplet_fraction"])
-            total = total + ops.cast(regularizer["loss"], "float32")
-        # Regularisation losses of layers (kernel regularizers, add_loss).
-        for extra in self.losses:
-            total = total + ops.cast(extra, "float32")
-        return scale_loss_for_distribution(total)
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        predictions, features, _ = self._split_outputs(y_pred)
-        results = super().compute_metrics(x, y, predictions, sample_weight)
-        if features is None:
-            # Evaluation: the regularizer and deep supervision do not run, so their trackers say nothing.
-            training_only = {m.name for m in self._training_only_trackers()}
-            results = {name: value for name, value in results.items() if name not in training_only}
-        return results
-
-    def _training_only_trackers(self) -> list:
-        trackers = list(getattr(self, "contrastive_trackers", []))
-        for name in ("triplet_fraction_tracker", "auxiliary_loss_tracker"):
-            if hasattr(self, name):
-                trackers.append(getattr(self, name))
-        return trackers
 
     def get_config(self):
         return {
@@ -212,40 +136,62 @@ class MultiTaskModel(keras.Model):
             "trainable": self.trainable,
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "tasks": [t.get_config() for t in self.task_specs],
-            "framework": self.framework,
+            "decoder": self.decoder_name,
             "decoder_options": dict(self.decoder_options),
-            "contrastive": None
-            if self.contrastive is None
-            else keras.saving.serialize_keras_object(self.contrastive),
             "input_channels": self.input_channels,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("contrastive") is not None:
-            config["contrastive"] = keras.saving.deserialize_keras_object(config["contrastive"])
+        if "framework" in config or "contrastive" in config:
+            raise LegacyModelError(
+                "This model was saved by keras_mtcl 0.1, whose MultiTaskModel held the regularizer and trained "
+                "itself; 0.2 keeps them apart (MultiTaskModel + MultiTaskTrainer). Load it with "
+                "keras_mtcl.model.load_model, which converts it."
+            )
+        # A copy: deserialising a functional model pops keys from its config, which would leave the caller's
+        # config unusable for a second model.
+        config["backbone"] = keras.saving.deserialize_keras_object(copy.deepcopy(config["backbone"]))
         config["tasks"] = [TaskSpec.from_config(t) for t in config["tasks"]]
         return cls(**config)
+
+
+def _to_size(predictions: Mapping, size) -> dict:
+    """Resizes each prediction to `size` (bilinear) in float32."""
+    return {name: resize_to(ops.cast(y, "float32"), size) for name, y in predictions.items()}
+
+
+class LegacyModelError(ValueError):
+    """A `.keras` file in the v0.1 layout was given to plain `keras.saving.load_model`."""
 
 
 class ModelFileError(ValueError):
     """A model path exists but is not a `.keras` archive (a folder, another file format, a broken archive)."""
 
 
-def load_model(path, compile: bool = True) -> MultiTaskModel:
-    """Loads a `.keras` file written by `MultiTaskModel.save`, on any backend.
+def load_model(path, compile: bool = False) -> MultiTaskModel:
+    """Loads a `.keras` file written by `MultiTaskModel.save` (or by keras_mtcl 0.1), on any backend.
 
     Imports every module that registers serialisable classes (decoders,
-    backbones' layers, the regularizer) first, so a fresh process can load it.
+    backbones' layers) first, so a fresh process can load it. A file in the
+    0.1 layout (the model held the regularizer and its optimizer) is
+    converted: its backbone and decoder weights are loaded into a 0.2
+    `MultiTaskModel`; the projectors and the optimizer state are left out
+    (they are training state, kept by the run's `backup/` for resuming).
+
+    Args:
+        path: the `.keras` file.
+        compile: restore a compile state saved in the file, if any (files
+            written by `MultiTaskModel.save` have none).
 
     Raises:
         FileNotFoundError: nothing at `path`.
         ModelFileError: `path` is a folder, or a file that is not a `.keras`
-            zip archive with a `config.json`.
+            zip archive with a `config.json`, or a 0.1 file that cannot be
+            converted.
     """
-    import importlib
+    import json
     import os
     import zipfile
 
@@ -258,11 +204,49 @@ def load_model(path, compile: bool = True) -> MultiTaskModel:
     with zipfile.ZipFile(path) as archive:
         if "config.json" not in archive.namelist():
             raise ModelFileError(f"{path} is a zip archive without config.json, not a .keras model file.")
+        config = json.loads(archive.read("config.json"))
 
+    _register_serializables()
+    inner = config.get("config", {}) if isinstance(config, dict) else {}
+    if config.get("class_name") == "MultiTaskModel" and ("framework" in inner or "contrastive" in inner):
+        return _convert_v01(path, inner)
+    return keras.saving.load_model(path, compile=compile)
+
+
+def _register_serializables() -> None:
     from keras_mtcl import backbones, decoders
 
-    for module in ("keras_mtcl.contrastive", "keras_mtcl.metrics"):
-        importlib.import_module(module)
     decoders.list_decoders()
     backbones.list_backbones()
-    return keras.saving.load_model(path, compile=compile)
+
+
+def _convert_v01(path, config: Mapping) -> MultiTaskModel:
+    """A 0.2 `MultiTaskModel` with the backbone and decoder weights of a 0.1 `.keras` file."""
+    import os
+    import tempfile
+    import zipfile
+
+    import h5py
+
+    decoder = config.get("framework", "baseline")
+    config = {k: v for k, v in config.items() if k not in ("contrastive", "framework")}
+    config["decoder"] = decoder
+    try:
+        model = MultiTaskModel.from_config(config)
+    except Exception as error:  # noqa: BLE001 - any failure means the file cannot be converted
+        raise ModelFileError(
+            f"{path} was saved by keras_mtcl 0.1 and cannot be converted ({type(error).__name__}: {error}); "
+            "train it again with this version."
+        ) from error
+    with tempfile.TemporaryDirectory() as folder:
+        with zipfile.ZipFile(path) as archive:
+            archive.extract("model.weights.h5", folder)
+        source = os.path.join(folder, "model.weights.h5")
+        target = os.path.join(folder, "inference.weights.h5")
+        with h5py.File(source, "r") as old, h5py.File(target, "w") as new:
+            # Only the inference network's groups: the projectors and optimizer state are training state.
+            for group in ("backbone", "decoder", "vars"):
+                if group in old:
+                    old.copy(group, new)
+        model.load_weights(target)
+    return model

@@ -24,29 +24,28 @@ from keras_mtcl.metrics import task_metrics
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.presets import RunConfig
 from keras_mtcl.tasks import TaskSpec
+from keras_mtcl.trainer import MultiTaskTrainer
 
 
 def build_model(config: RunConfig, task_specs: list[TaskSpec]) -> MultiTaskModel:
-    """The `MultiTaskModel` of `config` for `task_specs` (regularizer included if asked)."""
-    contrastive = None
+    """The inference `MultiTaskModel` of `config` for `task_specs`."""
+    backbone = backbones.get_backbone(config.backbone, **dict(config.backbone_options))
+    return MultiTaskModel(backbone, task_specs, decoder=config.framework, decoder_options=dict(config.decoder_options))
+
+
+def build_trainer(config: RunConfig, model: MultiTaskModel) -> MultiTaskTrainer:
+    """The `MultiTaskTrainer` of `config` around `model` (with the regularizer if `config.contrastive`)."""
+    regularizer = None
     if config.contrastive:
         from keras_mtcl.contrastive import CrossTaskContrastive
 
-        if len(task_specs) < 2:
+        if len(model.task_specs) < 2:
             raise ValueError(
                 "The contrastive regularizer needs at least two tasks (each task's source is another task). "
-                f"Received: tasks={[t.name for t in task_specs]}"
+                f"Received: tasks={model.task_names}"
             )
-        options = {"seed": config.seed, **dict(config.contrastive_options)}
-        contrastive = CrossTaskContrastive(**options)
-    backbone = backbones.get_backbone(config.backbone, **dict(config.backbone_options))
-    return MultiTaskModel(
-        backbone,
-        task_specs,
-        framework=config.framework,
-        decoder_options=dict(config.decoder_options),
-        contrastive=contrastive,
-    )
+        regularizer = CrossTaskContrastive(**{"seed": config.seed, **dict(config.contrastive_options)})
+    return MultiTaskTrainer(model, regularizer=regularizer)
 
 
 def build_optimizer(config: RunConfig, total_steps: int) -> keras.optimizers.Optimizer:
@@ -111,10 +110,12 @@ def make_pipelines(config: RunConfig, train_ds, val_ds, specs: list[TaskSpec]):
 
 
 class AtomicModelCheckpoint(keras.callbacks.Callback):
-    """Saves the model to `<dir>/last.keras` every epoch and `<dir>/best.keras` on improvement.
+    """Saves the inference model to `<dir>/last.keras` every epoch and `<dir>/best.keras` on improvement.
 
-    Each file is written to a temporary name and renamed, so an interrupted
-    run never leaves a truncated checkpoint behind.
+    The callback runs on a `MultiTaskTrainer`; it saves `trainer.model`, the
+    network without the training-only parts. Each file is written to a
+    temporary name and renamed, so an interrupted run never leaves a
+    truncated checkpoint behind.
     """
 
     def __init__(self, directory: str, monitor: str = "val_loss", mode: str = "min"):
@@ -128,7 +129,7 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.directory / name
         temporary = self.directory / f".{name}.tmp.keras"
-        self.model.save(temporary)
+        getattr(self.model, "model", self.model).save(temporary)
         os.replace(temporary, final)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -174,13 +175,14 @@ def train(config: RunConfig) -> dict:
     scope = data_parallel() if config.distribute else contextlib.nullcontext(1)
     with scope as replicas:
         model = build_model(config, specs)
-        model.compile(
+        trainer = build_trainer(config, model)
+        trainer.compile(
             optimizer=build_optimizer(config, steps_per_epoch * config.epochs),
             # Streaming validation metrics per task (Keras prefixes them with the task name).
             metrics={t.name: task_metrics(t, prefix=False) for t in specs},
         )
         print(
-            f"Model: backbone {config.backbone}, framework {config.framework}, tasks {[t.name for t in specs]}, "
+            f"Model: backbone {config.backbone}, decoder {config.framework}, tasks {[t.name for t in specs]}, "
             f"{model.count_params():,} parameters, regularizer {'on' if config.contrastive else 'off'}, "
             f"backend {keras.backend.backend()}, {replicas} replica(s)"
         )
@@ -191,7 +193,7 @@ def train(config: RunConfig) -> dict:
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         ]
         val_for_fit = pipeline.strip_meta(val_batches)
-        model.fit(
+        trainer.fit(
             train_batches.repeat() if config.steps_per_epoch else train_batches,
             epochs=config.epochs,
             steps_per_epoch=config.steps_per_epoch or None,

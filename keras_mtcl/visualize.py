@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+import types
+from typing import Callable, Mapping
 
 import numpy as np
 
-from keras_mtcl.tasks import IGNORE_INDEX, TaskSpec
+from keras_mtcl import kinds
+from keras_mtcl.tasks import TaskSpec
 
 
 def class_palette(num_classes: int) -> np.ndarray:
@@ -26,8 +28,53 @@ def _gray(values: np.ndarray) -> np.ndarray:
     return np.repeat((np.clip(values, 0.0, 1.0) * 255).round().astype("uint8")[..., None], 3, axis=-1)
 
 
+def _paint_classes(task: TaskSpec, values: np.ndarray, is_label: bool, valid: np.ndarray) -> np.ndarray:
+    ids = values[..., 0] if is_label else values.argmax(-1)
+    return class_palette(task.channels)[np.clip(np.where(valid, ids, 0), 0, task.channels - 1).astype(int)]
+
+
+def _paint_binary(task: TaskSpec, values: np.ndarray, is_label: bool, valid: np.ndarray) -> np.ndarray:
+    return _gray(values[..., 0] if is_label else 1.0 / (1.0 + np.exp(-values[..., 0])))
+
+
+def _paint_depth(task: TaskSpec, values: np.ndarray, is_label: bool, valid: np.ndarray) -> np.ndarray:
+    depth = values[..., 0]
+    if not valid.any():
+        return np.zeros(depth.shape + (3,), "uint8")
+    low, high = np.percentile(depth[valid], [2, 98])
+    return _gray(1.0 - (np.where(valid, depth, low) - low) / max(high - low, 1e-6))
+
+
+def _paint_normals(task: TaskSpec, values: np.ndarray, is_label: bool, valid: np.ndarray) -> np.ndarray:
+    # Unit vectors in [-1, 1] mapped to RGB in [0, 255].
+    values = np.where(valid[..., None], values, 0.0)
+    unit = values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-12)
+    return ((unit + 1.0) * 127.5).round().clip(0, 255).astype("uint8")
+
+
+# How each label kind is drawn: {kind: painter(task, values, is_label, valid) -> (H, W, 3) uint8}.
+# `valid` marks the pixels the kind's validity rule keeps (all of a class or
+# binary prediction); `colorize` blacks out the others. Adding a kind means
+# adding its painter (a test checks that every kind has one).
+PAINTERS: Mapping[kinds.LabelKind, Callable] = types.MappingProxyType(
+    {
+        kinds.CLASSES: _paint_classes,
+        kinds.BINARY: _paint_binary,
+        kinds.DEPTH: _paint_depth,
+        kinds.NORMALS: _paint_normals,
+    }
+)
+
+
 def colorize(task: TaskSpec, values: np.ndarray, is_label: bool = False) -> np.ndarray:
-    """One task map as an (H, W, 3) uint8 picture; ignored label pixels are black.
+    """One task map as an (H, W, 3) uint8 picture; invalid pixels are black.
+
+    Classes: the VOC palette; binary: gray levels of the probability; depth:
+    nearness in gray (2nd to 98th percentile of the valid depths); normals:
+    (x, y, z) in [-1, 1] as RGB. Invalid pixels are those of the task's
+    kind's validity rule (`TaskSpec.valid_mask`): in labels, and in
+    predictions of continuous kinds (depth, normals), which are in label
+    units; a logit map (classes, binary) has none.
 
     Args:
         task: the task's spec.
@@ -36,33 +83,12 @@ def colorize(task: TaskSpec, values: np.ndarray, is_label: bool = False) -> np.n
         is_label: whether `values` is a label in the label conventions.
     """
     values = np.asarray(values, "float32")
-    if task.kind == "classes":
-        ids = values[..., 0] if is_label else values.argmax(-1)
-        ignored = ids == IGNORE_INDEX
-        picture = class_palette(task.channels)[np.clip(ids, 0, task.channels - 1).astype(int)]
-        picture[ignored] = 0
-        return picture
-    if task.kind == "binary":
-        probability = values[..., 0] if is_label else 1.0 / (1.0 + np.exp(-values[..., 0]))
-        picture = _gray(probability)
-        picture[values[..., 0] == IGNORE_INDEX if is_label else np.zeros_like(probability, bool)] = 0
-        return picture
-    if task.kind == "depth":
-        depth = values[..., 0]
-        valid = (depth > 0) & (depth != IGNORE_INDEX)
-        if not valid.any():
-            return np.zeros(depth.shape + (3,), "uint8")
-        low, high = np.percentile(depth[valid], [2, 98])
-        nearness = 1.0 - (depth - low) / max(high - low, 1e-6)
-        picture = _gray(nearness)
-        picture[~valid] = 0
-        return picture
-    # normals: unit vectors in [-1, 1] mapped to RGB in [0, 255].
-    norm = np.linalg.norm(values, axis=-1, keepdims=True)
-    unit = values / np.maximum(norm, 1e-12)
-    picture = ((unit + 1.0) * 127.5).round().clip(0, 255).astype("uint8")
-    invalid = (norm[..., 0] == 0) | np.all(values == IGNORE_INDEX, axis=-1)
-    picture[invalid] = 0
+    if is_label or not task.label_kind.discrete:
+        valid = np.asarray(task.valid_mask(values, xp=np), bool)
+    else:
+        valid = np.ones(values.shape[:-1], bool)
+    picture = PAINTERS[task.label_kind](task, values, is_label, valid)
+    picture[~valid] = 0
     return picture
 
 

@@ -133,7 +133,7 @@ def test_cat_max_ratio_retry_picks_a_window_where_no_class_reaches_75_percent():
     label = tf.constant(_halves_label())
 
     def lefts(ratio):
-        fn = lambda seed: augment.random_crop_window(seed, (24, 64), (24, 24), label, 255, ratio, 10)  # noqa: E731
+        fn = lambda seed: augment.random_crop_window(seed, (24, 64), (24, 24), label, SEMSEG, ratio, 10)  # noqa: E731
         eager = _numpy(fn(tf.constant([0, 3], tf.int64)))
         windows = _mapped_over_seeds(fn, [[s, 3] for s in range(40)])
         tf.nest.map_structure(np.testing.assert_array_equal, eager, windows[0])
@@ -148,7 +148,7 @@ def test_cat_max_ratio_retry_picks_a_window_where_no_class_reaches_75_percent():
 
 def test_cat_max_ratio_gives_up_after_the_tries_on_a_single_class_label():
     label = np.zeros((24, 64, 1), "int32")
-    top, left, h, w = (int(v) for v in augment.random_crop_window([5, 5], (24, 64), (24, 24), label, 255, 0.75, 10))
+    top, left, h, w = (int(v) for v in augment.random_crop_window([5, 5], (24, 64), (24, 24), label, SEMSEG, 0.75, 10))
     assert (top, h, w) == (0, 24, 24) and 0 <= left <= 40
 
 
@@ -158,12 +158,29 @@ def test_cat_max_ratio_ignores_255_pixels():
     label = np.full((4, 30, 1), 255, "int32")
     label[:, :10] = 0
     label[:, 10:20] = 1
-    ok = augment._class_ratio_ok(tf.constant(label), 255, 0.75)
+    ok = augment._class_ratio_ok(tf.constant(label), SEMSEG, 0.75)
     assert bool(ok)
     label[:, 10:13] = 1
     label[:, 13:20] = 255
     # Now 10 vs 3 columns: class 0 has 10/13 = 77% >= 75%.
-    assert not bool(augment._class_ratio_ok(tf.constant(label), 255, 0.75))
+    assert not bool(augment._class_ratio_ok(tf.constant(label), SEMSEG, 0.75))
+
+
+def test_cat_max_ratio_counts_the_valid_pixels_of_the_task_rule():
+    # The task's validity rule (as in the loss and metrics): ids >= C are not counted either.
+    label = np.full((4, 30, 1), 30, "int32")  # 30 >= 24 classes of SEMSEG
+    label[:, :10] = 0
+    label[:, 10:20] = 1
+    ok = _eager_and_mapped(lambda x: augment._class_ratio_ok(x, SEMSEG, 0.75), tf.constant(label))
+    assert bool(ok)
+    two = T.TaskSpec("semseg", "classes", channels=2)
+    label[:, 20:] = 2  # not a class of `two`: 10 vs 10 columns
+    assert bool(augment._class_ratio_ok(tf.constant(label), two, 0.75))
+    three = T.TaskSpec("semseg", "classes", channels=3)
+    label[:, 10:14] = 2  # class 2 of `three`: 10 vs 6 vs 14 columns
+    assert bool(augment._class_ratio_ok(tf.constant(label), three, 0.75))
+    # For `two`, 10 vs 6 columns: class 0 has 10/16 = 62.5 %; at 60 % the rule refuses it.
+    assert not bool(augment._class_ratio_ok(tf.constant(label), two, 0.6))
 
 
 # ----------------------------------------------------------------------------- flip

@@ -143,15 +143,11 @@ def test_torch_losses_match_keras_mtcl_losses(reference):
     labels, predictions = _labelled_batch(rng)
     specs = task_set("nyud")
 
-    def to_torch(name, kind, array):
-        value = torch.from_numpy(np.asarray(array, "float32"))
-        if kind == "classes":
-            return value[..., 0].long()
-        return value.permute(0, 3, 1, 2).contiguous()
+    def to_torch(array):
+        return torch.from_numpy(np.asarray(array, "float32")).permute(0, 3, 1, 2).contiguous()
 
-    kinds = {t.name: t.kind for t in specs}
-    torch_labels = {k: to_torch(k, kinds[k], v) for k, v in labels.items()}
-    torch_predictions = {k: to_torch(k, "prediction", v) for k, v in predictions.items()}
+    torch_labels = {k: to_torch(v) for k, v in labels.items()}
+    torch_predictions = {k: to_torch(v) for k, v in predictions.items()}
     expected_total = 0.0
     for t in specs:
         label, prediction = labels[t.name].astype("float32"), predictions[t.name].astype("float32")

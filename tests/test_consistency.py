@@ -50,11 +50,13 @@ def test_pair_statistics_by_hand():
 
 @pytest.fixture(scope="module")
 def models():
+    """A baseline inference model and a regularized run's trainer (which holds the projectors)."""
     specs = synthetic_tasks(TASKS)
     config = presets.get_preset("smoke")
+    regularized = config.replace(contrastive=True)
     return {
         "baseline": training.build_model(config, specs),
-        "regularized": training.build_model(config.replace(contrastive=True), specs),
+        "regularized": training.build_trainer(regularized, training.build_model(regularized, specs)),
     }
 
 
@@ -155,3 +157,10 @@ def test_command_line(models, tmp_path, capsys):
     assert out.is_file()
     assert consistency.main(paths + ["--space", "projected", "--count", "2", "--out", str(out)]) == 2
     assert "trained without the contrastive regularizer" in capsys.readouterr().err
+    # A regularized trainer's file keeps its projectors: the projected space of the saved run.
+    code = consistency.main([paths[1], "--space", "projected", "--target", "depth", "--size", "32", "48",
+                             "--count", "2", "--batch", "2", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    lines = [json.loads(line) for line in printed.out.splitlines() if line.startswith("{")]
+    assert [(e["space"], e["source"]) for e in lines] == [("projected", "semseg"), ("projected", "edge")]

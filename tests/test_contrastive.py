@@ -8,20 +8,18 @@ import numpy as np
 import pytest
 
 from harness import assert_round_trip, to_numpy
-from keras_mtcl import tasks
+from keras_mtcl import kinds, tasks
 from keras_mtcl.contrastive import (
     CrossTaskContrastive,
     criterion_masks,
+    feature_labels,
     gather_pixels,
-    label_distance,
     l2_normalize_safe,
     pair_loss,
-    resize_labels_nearest,
     sample_pixels,
     sample_triplets,
     select_triplets,
     triplet_loss,
-    valid_mask,
 )
 
 BACKEND = keras.backend.backend()
@@ -34,20 +32,17 @@ def unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def random_labels(specs, batch, height=H, width=W, seed=0, edge_rate=0.2):
-    rng = np.random.default_rng(seed)
-    labels = {}
-    for t in specs:
-        shape = (batch, height, width, 1)
-        if t.kind == "classes":
-            labels[t.name] = rng.integers(0, t.channels, shape).astype("int32")
-        elif t.kind == "binary":
-            labels[t.name] = (rng.uniform(size=shape) < edge_rate).astype("int32")
-        elif t.kind == "depth":
-            labels[t.name] = rng.uniform(0.5, 5.0, shape).astype("float32")
-        else:
-            labels[t.name] = unit(rng.normal(size=(batch, height, width, 3))).astype("float32")
-    return labels
+def random_labels(specs, batch, height=H, width=W, seed=0):
+    """Every pixel valid (`keras_mtcl.testing.labels.random_labels` with no invalid pixels)."""
+    from keras_mtcl.testing.labels import random_labels as draw
+
+    return draw(specs, batch, height, width, seed=seed, invalid_fraction=0.0)
+
+
+def label_distance(kind, a, b):
+    """The regularizer's label distance of kind `kind` (a name) between float32 labels."""
+    convert = lambda x: keras.ops.convert_to_tensor(np.asarray(x, "float32"))  # noqa: E731
+    return kinds.get_kind(kind).distance(convert(a), convert(b))
 
 
 def random_features(specs, batch, channels=6, seed=1):
@@ -123,21 +118,58 @@ def test_label_distance_per_kind_by_hand():
 
 def test_valid_mask_per_kind():
     semseg, depth, normals, edge = NYUD
-    np.testing.assert_array_equal(to_numpy(valid_mask(semseg, np.array([[0], [3], [4], [255]]))), [1, 1, 0, 0])
-    np.testing.assert_array_equal(to_numpy(valid_mask(edge, np.array([[0], [1], [255]]))), [1, 1, 0])
-    np.testing.assert_array_equal(to_numpy(valid_mask(depth, np.array([[2.5], [0.0], [-1.0], [255.0]]))), [1, 0, 0, 0])
+    np.testing.assert_array_equal(to_numpy(semseg.valid_mask(np.array([[0], [3], [4], [255]]))), [1, 1, 0, 0])
+    np.testing.assert_array_equal(to_numpy(edge.valid_mask(np.array([[0], [1], [2], [255]]))), [1, 1, 0, 0])
+    np.testing.assert_array_equal(to_numpy(depth.valid_mask(np.array([[2.5], [0.0], [-1.0], [255.0]]))), [1, 0, 0, 0])
     labels = np.array([[0, 0, 1], [0, 0, 0], [255, 255, 255]], "float32")
-    np.testing.assert_array_equal(to_numpy(valid_mask(normals, labels)), [1, 0, 0])
+    np.testing.assert_array_equal(to_numpy(normals.valid_mask(labels)), [1, 0, 0])
 
 
-def test_resize_labels_nearest_reads_the_nearest_pixel_centre():
+def test_feature_labels_of_a_dense_task_read_the_nearest_pixel_centre():
+    depth = tasks.depth()
     labels = np.arange(4 * 6).reshape(1, 4, 6, 1)
     # Factor 2: output pixel i reads input 2 i + 1 (floor((i + 0.5) * 2)); no interpolated ids.
     expected = labels[:, 1::2, 1::2]
-    np.testing.assert_array_equal(to_numpy(resize_labels_nearest(labels, (2, 3))), expected)
+    np.testing.assert_array_equal(to_numpy(feature_labels(depth, labels, (2, 3))), expected)
     # Factor 5 / 2 on columns: floor((2 i + 1) * 5 / 4) = 1, 3.
     labels = np.arange(5).reshape(1, 1, 5)  # (B, H, W) is accepted too
-    np.testing.assert_array_equal(to_numpy(resize_labels_nearest(labels, (1, 2)))[0, 0, :, 0], [1, 3])
+    np.testing.assert_array_equal(to_numpy(feature_labels(depth, labels, (1, 2)))[0, 0, :, 0], [1, 3])
+    # Saliency is a dense binary map: nearest sampling too.
+    edges = np.zeros((1, 4, 4, 1), "int32")
+    edges[0, 0] = 1
+    np.testing.assert_array_equal(to_numpy(feature_labels(tasks.saliency(), edges, (2, 2))), np.zeros((1, 2, 2, 1)))
+
+
+def test_sparse_edge_source_at_stride_4_keeps_every_cell_with_an_edge_pixel():
+    # METHOD.md section 1: a 1-px boundary at stride 4 keeps every 4 x 4 cell it crosses (nearest
+    # sampling reads pixel 4 i + 2 and would keep none of this line, which sits on row and column 1).
+    edge = tasks.edge()
+    assert edge.sparse
+    labels = np.zeros((2, 16, 20, 1), "int32")
+    labels[0, 1, :] = 1  # a horizontal line through row 1: the top row of cells
+    labels[1, :, 1] = 1  # a vertical line through column 1: the left column of cells
+    labels[1, 8:12, 8:12] = 255  # an all-ignored cell: stays ignored
+    labels[1, 12:16, 12] = 255  # a cell of 0 and ignored pixels: 0
+    small = to_numpy(feature_labels(edge, labels, (4, 5)))[..., 0]
+    expected = labels[..., 0].reshape(2, 4, 4, 5, 4).transpose(0, 1, 3, 2, 4).reshape(2, 4, 5, 16)
+    expected_max = np.where((expected == 1).any(-1), 1, np.where((expected == 0).any(-1), 0, 255))
+    np.testing.assert_array_equal(small, expected_max)
+    np.testing.assert_array_equal(small[0, 0], [1] * 5)
+    np.testing.assert_array_equal(small[1, :, 0], [1] * 4)
+    assert small[1, 2, 2] == 255 and small[1, 3, 3] == 0 and small[0, 1:].sum() == 0
+    nearest = to_numpy(feature_labels(edge.replace(sparse=False), labels, (4, 5)))
+    assert (nearest == 1).sum() == 0  # what the any-positive rule rescues
+    # The sampled triplets follow the cells: an anchor in the kept line has its positive on it.
+    u1 = keras.random.uniform((2, 2, 4 * 5), seed=4)
+    u2 = keras.random.uniform((2, 8 + 20), seed=5)
+    t = to_numpy(sample_triplets(edge, labels, (4, 5), u1, u2, num_anchors=8, pool_size=20))
+    flat = small.reshape(2, -1)
+    take = lambda idx: np.take_along_axis(flat, idx, axis=1)  # noqa: E731
+    used = t["weights"] > 0
+    assert used.sum() > 0 and (take(t["anchor"])[used] == 1).any()
+    np.testing.assert_array_equal(take(t["anchor"])[used], take(t["positive"])[used])
+    assert (take(t["anchor"])[used] != take(t["negative"])[used]).all()
+    assert (take(t["anchor"])[t["weights"] > 0] != 255).all()
 
 
 # ---------------------------------------------------------------------------
@@ -216,12 +248,12 @@ def test_sampled_triplets_obey_the_source_labels():
     u2 = keras.random.uniform((2, 16 + 32), seed=5)
     for source in specs:
         t = to_numpy(sample_triplets(source, labels[source.name], (h, w), u1, u2, 16, 32))
-        small = to_numpy(resize_labels_nearest(labels[source.name], (h, w))).reshape(2, h * w, -1)
+        small = to_numpy(feature_labels(source, labels[source.name], (h, w))).reshape(2, h * w, -1)
         take = lambda idx: np.take_along_axis(small, idx[..., None], axis=1)  # noqa: E731
         a, p, n = take(t["anchor"]), take(t["positive"]), take(t["negative"])
         used = t["weights"] > 0
         assert used.sum() >= 3, source.name  # random unit normals: few pool pixels within 10 degrees
-        tau_pos, tau_neg = {"classes": (0, 0), "binary": (0, 0), "depth": (0.0488, 0.2231), "normals": (10, 30)}[source.kind]
+        tau_pos, tau_neg = source.label_kind.thresholds
         d_ap, d_an = to_numpy(label_distance(source.kind, a, p)), to_numpy(label_distance(source.kind, a, n))
         assert (d_ap[used] <= tau_pos + 1e-4).all() and (d_an[used] > tau_neg - 1e-4).all(), source.name
         assert (t["anchor"] != t["positive"])[used].all()
@@ -561,31 +593,30 @@ def test_compiles_with_static_shapes():
         assert np.isfinite(float(out["loss"]))
 
 
-def test_fit_through_multitask_model_advances_the_seed_and_reports_metrics(tmp_path):
+def test_fit_through_the_trainer_advances_the_seed_and_reports_metrics(tmp_path):
     from keras_mtcl import backbones
     from keras_mtcl.model import MultiTaskModel
+    from keras_mtcl.trainer import MultiTaskTrainer
 
     specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 4})
     regularizer = CrossTaskContrastive(num_anchors=16, pool_size=32, projector_width=8, projection_dim=4, seed=5)
     model = MultiTaskModel(
-        backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)),
-        specs,
-        decoder_options={"head_channels": 8},
-        contrastive=regularizer,
+        backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), specs, decoder_options={"head_channels": 8}
     )
+    trainer = MultiTaskTrainer(model, regularizer=regularizer)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     y = random_labels(specs, 2, 32, 32)
     state = to_numpy(regularizer.seed_generator.state.value)
-    model.compile(optimizer="adam")
-    history = model.fit(x, y, epochs=2, verbose=0).history
+    trainer.compile(optimizer="adam")
+    history = trainer.fit(x, y, epochs=2, verbose=0).history
     for name in ("contrastive_semseg", "contrastive_depth", "contrastive_triplet_fraction"):
         assert np.isfinite(history[name]).all(), name
     assert min(history["contrastive_triplet_fraction"]) > 0
     # The random state moved on (under JAX, the stateless train step returned it).
     assert not np.array_equal(to_numpy(regularizer.seed_generator.state.value), state)
-    path = tmp_path / "model.keras"
-    model.save(path)
+    path = tmp_path / "trainer.keras"
+    trainer.save(path)
     restored = keras.saving.load_model(path)
-    assert restored.contrastive.get_config()["num_anchors"] == 16
-    for a, b in zip(restored.contrastive.get_weights(), regularizer.get_weights()):
+    assert restored.regularizer.get_config()["num_anchors"] == 16
+    for a, b in zip(restored.regularizer.get_weights(), regularizer.get_weights()):
         np.testing.assert_array_equal(a, b)

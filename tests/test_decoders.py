@@ -8,18 +8,19 @@ from harness import assert_round_trip, to_numpy
 from keras_mtcl import backbones, tasks
 from keras_mtcl.decoders import get_decoder, list_decoders
 from keras_mtcl.decoders.blocks import FeaturePropagation, MultiModalDistillation
-from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.model import MultiTaskModel, load_model
+from keras_mtcl.trainer import MultiTaskTrainer
 
 WIDTHS = (8, 8, 16, 16)
 OPTIONS = {"padnet": {"channels": 8}, "mtinet": {}}
 
 
-def make_model(framework, specs):
+def make_model(decoder, specs):
     backbone = backbones.get_backbone("tiny_cnn", widths=WIDTHS)
-    return MultiTaskModel(backbone, specs, framework=framework, decoder_options=OPTIONS[framework])
+    return MultiTaskModel(backbone, specs, decoder=decoder, decoder_options=OPTIONS[decoder])
 
 
-def test_frameworks_are_registered():
+def test_decoders_are_registered():
     assert {"baseline", "padnet", "mtinet"} <= set(list_decoders())
 
 
@@ -30,10 +31,10 @@ def test_shapes_and_deep_supervision_in_training_only(framework, dataset):
     x = np.random.default_rng(0).normal(size=(1, 32, 40, 3)).astype("float32")
     inference = model(x)
     assert sorted(inference) == sorted(t.name for t in specs)
-    training = model(x, training=True)
+    training = model.training_outputs(x)
     groups = training["auxiliary"]
     expected_groups = ["initial"] if framework == "padnet" else [f"scale_{i}" for i in range(4)]
-    assert sorted(groups) == expected_groups
+    assert sorted(groups) == expected_groups == sorted(model.auxiliary_groups())
     for t in specs:
         assert tuple(inference[t.name].shape) == (1, 32, 40, t.channels)
         for group in groups.values():  # deep-supervision predictions are resized to the input for their losses
@@ -79,14 +80,38 @@ def test_fit_trains_with_deep_supervision_and_save_load_keeps_predictions(framew
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
     y = {"semseg": rng.integers(0, 3, (2, 32, 32, 1)), "depth": rng.uniform(1, 2, (2, 32, 32, 1)).astype("float32")}
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = model.fit(x, y, epochs=2, verbose=0).history
+    trainer = MultiTaskTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = trainer.fit(x, y, epochs=2, verbose=0).history
     assert np.all(np.isfinite(history["auxiliary_loss"])) and history["auxiliary_loss"][0] > 0
     # The total includes the deep-supervision terms.
     assert history["loss"][0] > history["semseg_loss"][0] + history["depth_loss"][0]
-    result = model.evaluate(x, y, verbose=0, return_dict=True)
-    assert "auxiliary_loss" not in result or result["auxiliary_loss"] == 0.0
+    result = trainer.evaluate(x, y, verbose=0, return_dict=True)
+    # Evaluation runs the inference model: no deep supervision, so the loss is the task losses' total.
+    assert "auxiliary_loss" not in result
+    assert result["loss"] == pytest.approx(result["semseg_loss"] + result["depth_loss"], rel=1e-5)
     path = tmp_path / "model.keras"
     model.save(path)
-    restored = keras.saving.load_model(path)
+    restored = load_model(path)
     np.testing.assert_array_equal(to_numpy(restored.predict(x, verbose=0))["depth"], to_numpy(model.predict(x, verbose=0))["depth"])
+
+
+@pytest.mark.parametrize("framework", ["padnet", "mtinet"])
+def test_inference_never_runs_the_deep_supervision_heads(framework):
+    """Calls of the deep-supervision prediction convolutions are counted: none at inference, all in training."""
+    specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 3})
+    model = make_model(framework, specs)
+    heads = [p for layer in model.decoder._flatten_layers() if hasattr(layer, "predictors") and hasattr(layer, "refiners")
+             for p in layer.predictors]
+    assert heads
+    calls = []
+    for head in heads:
+        original = head.call
+        head.call = lambda *args, _original=original, **kwargs: calls.append(1) or _original(*args, **kwargs)
+    x = np.zeros((1, 32, 32, 3), "float32")
+    model(x)
+    model.task_features(x)
+    model.predict(x, verbose=0)
+    assert calls == []
+    model.training_outputs(x)
+    assert len(calls) == len(heads)

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras_mtcl import backbones, distribute, tasks
 from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.trainer import MultiTaskTrainer
 
 keras.utils.set_random_seed(0)
 rng = np.random.default_rng(0)
@@ -44,8 +45,9 @@ scope = distribute.data_parallel(devices=names) if devices == 2 else contextlib.
 with scope as replicas:
     specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 3})
     model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 8, 8)), specs)
-    model.compile(optimizer=keras.optimizers.SGD(0.05))
-    history = model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history
+    trainer = MultiTaskTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.05))
+    history = trainer.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0).history
     weights = float(sum(np.abs(keras.ops.convert_to_numpy(w)).sum() for w in model.weights))
 print(json.dumps({"replicas": replicas, "loss": [float(v) for v in history["loss"]], "weights": weights}))
 """

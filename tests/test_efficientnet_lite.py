@@ -5,6 +5,7 @@ The reference model (PyPI `efficientnet-lite-pytorch` 0.1.0) and the ImageNet we
 every backend.
 """
 
+import dataclasses
 import doctest
 import pathlib
 
@@ -18,7 +19,9 @@ from PIL import Image
 from keras_mtcl import backbones, tasks
 from keras_mtcl.backbones import efficientnet_lite as lite
 from keras_mtcl.backbones import weights as weights_lib
+from keras_mtcl.backbones.pyramid import FeaturePyramid
 from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.trainer import MultiTaskTrainer
 from keras_mtcl.preprocessing import normalize
 
 IMAGES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "nyud_real10" / "images"
@@ -83,7 +86,7 @@ def test_features_and_logits_match_the_reference_per_stage(state_dict, backbone)
     # Measured max |error|: 2e-5 to 8e-5 per stage on the three backends; float32 rounding grows with the values
     # (up to ~47 at stride 4), hence 1e-5 of the value on top of 1e-4.
     for level, feature in zip(lite.FEATURES, features):
-        expected = blocks[int(level.layer.split("-")[1])]
+        expected = blocks[int(level.source.split("-")[1])]
         assert expected.shape == (2, 64 // level.stride, 64 // level.stride, level.channels)
         np.testing.assert_allclose(feature, expected, rtol=1e-5, atol=1e-4, err_msg=level.key)
     classifier = lite.efficientnet_lite0_classifier(weights=state_dict, input_normalization="model")
@@ -113,7 +116,8 @@ def test_input_normalisations_map_to_the_weights_scale():
 
 def test_feature_levels_shapes_and_parameter_count(backbone):
     assert [(f.stride, f.channels) for f in lite.FEATURES] == [(4, 24), (8, 40), (16, 112), (32, 320)]
-    assert [t._keras_history.operation.name for t in backbone.outputs] == [f.layer for f in lite.FEATURES]
+    assert FeaturePyramid.of(backbone).levels == tuple(dataclasses.replace(f, source="") for f in lite.FEATURES)
+    assert [t._keras_history.operation.name for t in backbone.outputs] == [f.source for f in lite.FEATURES]
     # TensorFlow "same" padding: ceil(size / stride) on any size.
     shapes = backbone.compute_output_shape((2, 50, 70, 3))
     assert [tuple(s) for s in shapes] == [(2, 13, 18, 24), (2, 7, 9, 40), (2, 4, 5, 112), (2, 2, 3, 320)]
@@ -185,11 +189,12 @@ def test_pth_files_with_non_contiguous_tensors_are_read(tmp_path):
 def test_efficientnet_lite_plugs_into_the_multi_task_model_and_fits(state_dict):
     specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 3})
     model = MultiTaskModel(backbones.get_backbone("efficientnet_lite0", weights=state_dict), specs)
-    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    trainer = MultiTaskTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.01))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
     y = {"semseg": rng.integers(0, 3, (2, 32, 32, 1)).astype("int32"), "depth": np.ones((2, 32, 32, 1), "float32")}
-    history = model.fit(x, y, epochs=1, batch_size=2, verbose=0)
+    history = trainer.fit(x, y, epochs=1, batch_size=2, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_mtcl import tasks
 from keras_mtcl.data import folder
 from keras_mtcl.data.decode import (
     DatasetLayoutError,
@@ -74,6 +75,43 @@ def test_task_specs_of_a_manifest(rooms):
     specs = {s.name: s for s in folder.task_specs(folder.read_manifest(rooms))}
     assert specs["semseg"].channels == 5 and specs["semseg"].loss == "cross_entropy"
     assert specs["depth"].kind == "depth" and specs["depth"].loss == "depth_l1"
+
+
+def _without_name_and_weight(spec):
+    return {k: v for k, v in spec.get_config().items() if k not in ("name", "loss_weight")}
+
+
+def test_custom_named_tasks_get_the_defaults_of_their_kind():
+    manifest = folder.parse_manifest({
+        "name": "custom",
+        "tasks": {
+            "segmentation": {"kind": "classes", "num_classes": 7},
+            "height": {"kind": "depth"},
+            "orientation": {"kind": "normals"},
+            "contours": {"kind": "binary"},
+            "depth": {"kind": "classes", "num_classes": 3},  # a standard name of another kind: custom too
+            "edge": {"kind": "binary"},  # a standard task: its builder (loss, weight, metrics)
+        },
+    })
+    specs = {s.name: s for s in folder.task_specs(manifest)}
+    standard = {
+        "segmentation": tasks.semseg(num_classes=7),
+        "height": tasks.depth(),
+        "orientation": tasks.normals(),
+        "contours": tasks.saliency(),  # binary with the kind's defaults (edge changes its loss and metrics)
+        "depth": tasks.semseg(num_classes=3),
+    }
+    for name, expected in standard.items():
+        assert _without_name_and_weight(specs[name]) == _without_name_and_weight(expected), name
+        assert specs[name].loss_weight == 1.0
+    assert specs["segmentation"].loss == "cross_entropy" and specs["segmentation"].main_metric == "miou"
+    assert specs["edge"].get_config() == tasks.edge().get_config()
+
+
+def test_manifest_schema_covers_every_label_kind():
+    from keras_mtcl.kinds import KINDS
+
+    assert set(folder._SCHEMAS) == set(KINDS)
 
 
 def test_every_kind_and_option(tmp_path):

@@ -9,7 +9,9 @@ import pytest
 
 from keras_mtcl import backbones, tasks
 from keras_mtcl.backbones import hub
+from keras_mtcl.backbones.pyramid import PyramidLevel
 from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.trainer import MultiTaskTrainer
 
 # A small ResNet-vd (keras-hub requires 64 filters in the first stack); takes any input size.
 RESNET = {
@@ -53,11 +55,11 @@ def resnet():
 
 def test_resnet_encoder_returns_maps_at_strides_4_to_32(resnet):
     levels = hub.hub_pyramid_levels(resnet)
-    assert [(lv.key, lv.stride, lv.channels, lv.tokens) for lv in levels] == [
-        ("P2", 4, 64, False),
-        ("P3", 8, 16, False),
-        ("P4", 16, 16, False),
-        ("P5", 32, 16, False),
+    assert levels == [
+        PyramidLevel("P2", 4, 64, source="P2"),
+        PyramidLevel("P3", 8, 16, source="P3"),
+        PyramidLevel("P4", 16, 16, source="P4"),
+        PyramidLevel("P5", 32, 16, source="P5"),
     ]
     encoder = hub.keras_hub_encoder(backbone=resnet)
     outputs = forward(encoder, np.random.default_rng(0).normal(size=(2, 36, 52, 3)).astype("float32"))
@@ -76,7 +78,9 @@ def test_registered_builder_selects_strides_from_a_config():
 
 def test_dinov2_tokens_become_maps_at_each_stride():
     backbone = hub.build_hub_backbone(config=DINOV2)
-    assert {lv.key: (lv.stride, lv.tokens) for lv in hub.hub_pyramid_levels(backbone)}["stage4"] == (14, True)
+    levels = {lv.key: lv for lv in hub.hub_pyramid_levels(backbone)}
+    # Token stages keep keras-hub's names: they all sit at the patch stride.
+    assert levels["stage4"] == PyramidLevel("stage4", 14, 16, source="stage4", tokens=True)
     encoder = hub.keras_hub_encoder(backbone=backbone)
     x = np.random.default_rng(0).normal(size=(2, 56, 56, 3)).astype("float32")
     outputs = forward(encoder, x)
@@ -109,11 +113,12 @@ def test_encoder_config_round_trip(resnet):
 def test_hub_encoder_plugs_into_the_multi_task_model_and_fits():
     specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 3})
     model = MultiTaskModel(backbones.get_backbone("keras_hub", config=RESNET), specs)
-    model.compile(optimizer=keras.optimizers.SGD(0.01))
+    trainer = MultiTaskTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.SGD(0.01))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
     y = {"semseg": rng.integers(0, 3, (2, 32, 32, 1)).astype("int32"), "depth": np.ones((2, 32, 32, 1), "float32")}
-    history = model.fit(x, y, epochs=1, batch_size=2, verbose=0)
+    history = trainer.fit(x, y, epochs=1, batch_size=2, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 
 

@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -56,6 +57,35 @@ def test_balanced_bce_weights_by_fraction_of_negatives():
     labels = np.array([[[1, 0], [0, 255]]], "float32")[..., None]
     logits = np.array([[[0.0, math.log(3)], [0.0, 5.0]]], "float32")[..., None]
     assert _value(losses.balanced_bce(labels, logits)) == pytest.approx(5 / 9 * math.log(2), rel=1e-6)
+
+
+def test_out_of_range_labels_are_ignored_like_the_ignore_value():
+    # Binary 2 and -1 are not labels (the binary kind's rule 0 <= y <= 1): only the 1 and the 0 count.
+    labels = np.array([[[1, 0], [2, -1]]], "float32")[..., None]
+    logits = np.array([[[2.0, 0.0], [-7.0, 3.0]]], "float32")[..., None]
+    expected = (0.95 * math.log1p(math.exp(-2.0)) + 0.05 * math.log(2.0)) / 2
+    assert _value(losses.weighted_bce(labels, logits)) == pytest.approx(expected, rel=1e-6)
+    # A class task's own ignore value counts even inside 0..C-1.
+    assert _value(losses.cross_entropy(np.array([[[0, 1]]]), np.array([[[[0.0, 0.0], [9.0, 0.0]]]]), ignore_value=1)) == (
+        pytest.approx(math.log(2.0), rel=1e-6)
+    )
+
+
+def test_non_finite_labels_are_invalid_and_leave_the_loss_and_its_gradient_finite():
+    # Depth NaN / inf and a NaN normal are skipped: only the depth 2 (prediction 1.5) counts.
+    depth_labels = np.array([[[2.0, float("nan")], [float("inf"), 0.0]]], "float32")[..., None]
+    prediction = np.array([[[1.5, 1.0], [1.0, 1.0]]], "float32")[..., None]
+    assert _value(losses.depth_l1(depth_labels, prediction)) == pytest.approx(0.5)
+    normals_labels = np.array([[[[0.0, 0.0, 1.0], [float("nan"), 0.0, 1.0]]]], "float32")
+    assert _value(losses.normals_l1(normals_labels, np.array([[[[0.0, 0.0, 3.0], [1.0, 0.0, 0.0]]]], "float32"))) == 0.0
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        variable = tf.Variable(prediction)
+        with tf.GradientTape() as tape:
+            loss = losses.depth_l1(depth_labels, variable)
+        gradient = tape.gradient(loss, variable).numpy()
+        np.testing.assert_array_equal(gradient[..., 0], [[[-1.0, 0.0], [0.0, 0.0]]])
 
 
 @pytest.mark.parametrize("task", tasks.task_set("pascal") + [tasks.depth()], ids=lambda t: t.name)

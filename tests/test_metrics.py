@@ -268,6 +268,19 @@ def test_task_metrics_names_and_kinds():
     assert [m.name for m in metrics.task_metrics(tasks.saliency(), prefix=False)] == ["maxf", "miou"]
     with pytest.raises(ValueError, match=r"Unknown metric for task 'depth'.*Received: metric='miou'"):
         metrics.task_metrics(tasks.depth().replace(metrics=("miou",)))
+    # The boundary benchmark's names belong to binary tasks only.
+    with pytest.raises(ValueError, match=r"of kind 'depth'. Expected one of \['rmse'.*Received: metric='odsf'"):
+        metrics.task_metrics(tasks.depth().replace(metrics=("odsf",)))
+
+
+def test_a_custom_named_task_gets_the_metrics_of_its_kind():
+    spec = tasks.TaskSpec("segmentation", "classes", channels=5)
+    built = metrics.task_metrics(spec)
+    assert [m.name for m in built] == ["segmentation_miou", "segmentation_pixel_accuracy"]
+    assert isinstance(built[0], metrics.MeanIoU) and built[0].num_classes == 5
+    contour = tasks.TaskSpec("contour", "binary", metrics=("odsf", "edge_loss"), loss_options={"pos_weight": 0.8})
+    (proxy,) = metrics.task_metrics(contour)
+    assert (proxy.name, proxy.pos_weight) == ("contour_edge_loss", 0.8)
 
 
 @pytest.mark.parametrize(
@@ -344,6 +357,27 @@ def test_delta_m_signs_follow_the_direction_table():
     # Choosing another metric per task: depth abs-rel 0.2 vs 0.1 is 100 % worse.
     only_depth = metrics.delta_m({"depth_abs_rel": 0.2}, {"depth_abs_rel": 0.1}, metrics={"depth": "abs_rel"})
     assert only_depth["delta_m"] == pytest.approx(-100.0)
+
+
+@pytest.mark.backend_independent
+def test_delta_m_reads_the_main_metric_of_each_given_task():
+    # A custom-named classes task (main metric mIoU) and depth: mIoU 30 vs 40 is -25 %, RMSE 0.4 vs 0.5 is
+    # +20 %: mean -2.5 %. Without `tasks`, "segmentation" is no standard task and is left out.
+    specs = [tasks.TaskSpec("segmentation", "classes", channels=5), tasks.depth()]
+    results = {"segmentation_miou": 30.0, "depth_rmse": 0.4}
+    baselines = {"segmentation_miou": 40.0, "depth_rmse": 0.5}
+    out = metrics.delta_m(results, baselines, tasks=specs)
+    assert {t: v["delta"] for t, v in out["per_task"].items()} == pytest.approx({"segmentation": -25.0, "depth": 20.0})
+    assert out["delta_m"] == pytest.approx(-2.5)
+    assert set(metrics.delta_m(results, baselines)["per_task"]) == {"depth"}
+    # A task whose metrics start elsewhere, and an explicit override of one task's metric.
+    specs[0] = specs[0].replace(metrics=("pixel_accuracy", "miou"))
+    accuracy = metrics.delta_m({"segmentation_pixel_accuracy": 88.0}, {"segmentation_pixel_accuracy": 80.0}, tasks=specs)
+    assert accuracy["per_task"]["segmentation"]["metric"] == "pixel_accuracy" and accuracy["delta_m"] == pytest.approx(10.0)
+    override = metrics.delta_m(results, baselines, tasks=specs, metrics={"segmentation": "miou"})
+    assert override["delta_m"] == pytest.approx(-2.5)
+    # The standard tasks' table agrees with their specs.
+    assert dict(metrics.MAIN_METRICS) == {name: tasks.get_task(name).main_metric for name in tasks.TASK_BUILDERS}
 
 
 @pytest.mark.backend_independent

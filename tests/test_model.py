@@ -1,3 +1,5 @@
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -6,9 +8,12 @@ from harness import assert_round_trip, to_numpy
 from keras_mtcl import backbones, tasks
 from keras_mtcl.decoders.baseline import BaselineDecoder
 from keras_mtcl.layers import ConvBNReLU
-from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.model import MultiTaskModel, load_model
+from keras_mtcl.trainer import MultiTaskTrainer
 
 WIDTHS = (8, 8, 16, 16)
+# .keras files written by keras_mtcl 0.1 (tiny_cnn, semseg + depth) with their inputs and predictions.
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
 
 def tiny_model(task_specs, **kwargs):
@@ -16,20 +21,10 @@ def tiny_model(task_specs, **kwargs):
 
 
 def random_labels(task_specs, batch, height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = {}
-    for t in task_specs:
-        shape = (batch, height, width, 1)
-        if t.kind == "classes":
-            labels[t.name] = rng.integers(0, t.channels, shape).astype("int32")
-        elif t.kind == "binary":
-            labels[t.name] = (rng.uniform(size=shape) < 0.2).astype("int32")
-        elif t.kind == "depth":
-            labels[t.name] = rng.uniform(0.5, 5.0, shape).astype("float32")
-        else:
-            v = rng.normal(size=(batch, height, width, 3))
-            labels[t.name] = (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype("float32")
-    return labels
+    """Every pixel valid (`keras_mtcl.testing.labels.random_labels` with no invalid pixels)."""
+    from keras_mtcl.testing.labels import random_labels as draw
+
+    return draw(task_specs, batch, height, width, seed=seed, invalid_fraction=0.0)
 
 
 @pytest.mark.parametrize("dataset", ["nyud", "pascal"])
@@ -44,19 +39,26 @@ def test_output_shapes_per_task_set(dataset):
         assert outputs[t.name].dtype == np.float32
 
 
-def test_task_features_are_returned_in_training_only():
+def test_call_returns_predictions_only_and_task_features_are_public():
     specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 5})
     model = tiny_model(specs, decoder_options={"head_channels": 12})
     x = np.zeros((1, 32, 48, 3), "float32")
-    inference = model(x)
-    assert set(inference) == {"semseg", "depth"}
-    training = model(x, training=True)
-    assert set(training) == {"predictions", "features", "auxiliary"}
-    assert training["auxiliary"] == {}
+    for training in (None, False, True):
+        assert set(model(x, training=training)) == {"semseg", "depth"}
+    features = model.task_features(x)
     # The head's hidden map at stride 4 (the finest backbone map).
+    assert {name: tuple(f.shape) for name, f in features.items()} == {"semseg": (1, 8, 12, 12), "depth": (1, 8, 12, 12)}
+    assert model.task_feature_shapes((1, 32, 48, 3)) == {"semseg": (1, 8, 12, 12), "depth": (1, 8, 12, 12)}
+    outputs = model.training_outputs(x)
+    assert set(outputs) == {"predictions", "features", "auxiliary"} and outputs["auxiliary"] == {}
     for name in ("semseg", "depth"):
-        assert tuple(training["features"][name].shape) == (1, 8, 12, 12)
-        assert tuple(training["predictions"][name].shape) == tuple(inference[name].shape)
+        np.testing.assert_allclose(to_numpy(outputs["features"][name]), to_numpy(features[name]), rtol=1e-5, atol=1e-6)
+
+
+def test_model_knows_its_pyramid():
+    model = tiny_model([tasks.depth()])
+    assert model.pyramid.strides == (4, 8, 16, 32)
+    assert model.pyramid.channels == WIDTHS
 
 
 def structured_batch(batch=2, size=32):
@@ -77,10 +79,10 @@ def structured_batch(batch=2, size=32):
 
 def test_fit_lowers_the_loss_on_a_fixed_batch():
     specs = tasks.task_set("nyud", num_classes={"semseg": 6})
-    model = tiny_model(specs)
+    trainer = MultiTaskTrainer(tiny_model(specs))
     x, y = structured_batch()
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    history = model.fit(x, y, batch_size=2, epochs=15, verbose=0).history
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = trainer.fit(x, y, batch_size=2, epochs=15, verbose=0).history
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     for name in ("semseg_loss", "depth_loss", "normals_loss", "edge_loss"):
         assert name in history and np.isfinite(history[name]).all()
@@ -90,33 +92,32 @@ def test_fit_from_tf_data_matches_the_total_of_weighted_task_losses():
     import tensorflow as tf
 
     specs = [tasks.depth(), tasks.edge(loss_weight=3.0)]
-    model = tiny_model(specs)
+    trainer = MultiTaskTrainer(tiny_model(specs))
     x = np.random.default_rng(2).normal(size=(4, 32, 32, 3)).astype("float32")
     y = random_labels(specs, 4, 32, 32)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
-    model.compile(optimizer="sgd")
-    model.fit(dataset, epochs=1, verbose=0)
-    result = model.evaluate(dataset, verbose=0, return_dict=True)
+    trainer.compile(optimizer="sgd")
+    trainer.fit(dataset, epochs=1, verbose=0)
+    result = trainer.evaluate(dataset, verbose=0, return_dict=True)
     assert result["loss"] == pytest.approx(result["depth_loss"] + 3.0 * result["edge_loss"], rel=1e-5)
 
 
 def test_keras_file_round_trip_gives_identical_predictions(tmp_path):
     specs = tasks.task_set("pascal", tasks=["semseg", "saliency"])
-    model = tiny_model(specs, decoder_options={"head_channels": 8, "head_kernel_size": 3})
+    model = tiny_model(specs, decoder="padnet", decoder_options={"channels": 8})
     x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
     y = random_labels(specs, 2, 32, 32)
-    model.compile(optimizer="adam")
-    model.fit(x, y, epochs=1, verbose=0)  # moves batch-norm statistics away from their initial values
+    trainer = MultiTaskTrainer(model)
+    trainer.compile(optimizer="adam")
+    trainer.fit(x, y, epochs=1, verbose=0)  # moves batch-norm statistics away from their initial values
     path = tmp_path / "model.keras"
     model.save(path)
-    restored = keras.saving.load_model(path)
+    restored = load_model(path)
     assert isinstance(restored, MultiTaskModel)
-    assert restored.decoder_options == {"head_channels": 8, "head_kernel_size": 3}
+    assert restored.decoder_name == "padnet" and restored.decoder_options == {"channels": 8}
     expected, actual = to_numpy(model.predict(x, verbose=0)), to_numpy(restored.predict(x, verbose=0))
     for name in expected:
         np.testing.assert_array_equal(actual[name], expected[name])
-    # The optimizer state came back too, so training resumes.
-    restored.fit(x, y, epochs=1, verbose=0)
 
 
 def test_configs_cover_constructors_and_keep_non_defaults():
@@ -132,15 +133,15 @@ def test_configs_cover_constructors_and_keep_non_defaults():
 
 def test_bad_arguments_and_labels_raise_clear_errors():
     specs = [tasks.depth(), tasks.semseg(num_classes=3)]
-    model = tiny_model(specs)
+    trainer = MultiTaskTrainer(tiny_model(specs))
     with pytest.raises(ValueError, match="Received: loss='mse'"):
-        model.compile(optimizer="sgd", loss="mse")
-    model.compile(optimizer="sgd")
+        trainer.compile(optimizer="sgd", loss="mse")
+    trainer.compile(optimizer="sgd")
     x = np.zeros((1, 32, 32, 3), "float32")
     with pytest.raises(ValueError, match=r"missing for tasks \['semseg'\]"):
-        model.fit(x, {"depth": np.ones((1, 32, 32, 1), "float32")}, verbose=0)
-    with pytest.raises(ValueError, match="Received: framework='segformer'"):
-        tiny_model(specs, framework="segformer")
+        trainer.fit(x, {"depth": np.ones((1, 32, 32, 1), "float32")}, verbose=0)
+    with pytest.raises(ValueError, match="Received: decoder='segformer'"):
+        tiny_model(specs, decoder="segformer")
     with pytest.raises(ValueError, match="must be a keras.Model"):
         MultiTaskModel("tiny_cnn", specs)
     with pytest.raises(ValueError, match="Received: name='resnet9000'"):
@@ -152,8 +153,29 @@ def test_mixed_bfloat16_trains_with_float32_outputs_and_losses():
     specs = tasks.task_set("nyud", num_classes={"semseg": 6})
     model = tiny_model(specs)
     x, y = structured_batch()
-    assert keras.backend.standardize_dtype(model(x, training=True)["features"]["depth"].dtype) == "bfloat16"
-    model.compile(optimizer=keras.optimizers.Adam(1e-2))
-    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0).history
+    assert keras.backend.standardize_dtype(model.task_features(x)["depth"].dtype) == "bfloat16"
+    trainer = MultiTaskTrainer(model)
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = trainer.fit(x, y, batch_size=2, epochs=3, verbose=0).history
     assert np.isfinite(history["loss"]).all() and history["loss"][-1] < history["loss"][0]
     assert to_numpy(model.predict(x, verbose=0))["normals"].dtype == np.float32
+
+
+@pytest.mark.parametrize("name", ["v01_baseline_regularized", "v01_padnet"])
+def test_models_saved_by_version_0_1_load_with_their_predictions(name):
+    """0.1 files held the regularizer and an optimizer: load_model keeps the network and its outputs."""
+    model = load_model(FIXTURES / "legacy" / f"{name}.keras")
+    reference = np.load(FIXTURES / "legacy" / f"{name}.npz")
+    assert isinstance(model, MultiTaskModel) and not hasattr(model, "regularizer")
+    outputs = to_numpy(model.predict(reference["x"], verbose=0))
+    for task in ("semseg", "depth"):
+        # Same weights, same float32 arithmetic; the backends differ in convolution order only.
+        np.testing.assert_allclose(outputs[task], reference[task], rtol=1e-5, atol=1e-5)
+
+
+def test_plain_keras_loading_of_a_version_0_1_file_says_what_to_do():
+    from keras_mtcl.model import LegacyModelError
+
+    # Keras re-raises errors of from_config as TypeError with the original message.
+    with pytest.raises((LegacyModelError, TypeError), match="saved by keras_mtcl 0.1.*keras_mtcl.model.load_model"):
+        keras.saving.load_model(FIXTURES / "legacy" / "v01_padnet.keras")

@@ -202,9 +202,9 @@ def _bad_value(name, index, value):
     [
         (_bad_value("semseg", (3, 4, 0), 40), r"`semseg` of example `bad7` has values outside 0\.\.39 .*max 40"),
         (_bad_value("edge", (0, 0, 0), 2), r"`edge` of example `bad7` has values outside 0\.\.1 .*max 2"),
-        (_bad_value("depth", (1, 1, 0), np.nan), r"`depth` of example `bad7` has NaN, infinite or negative"),
-        (_bad_value("depth", (1, 1, 0), -1.0), r"`depth` of example `bad7` has NaN, infinite or negative"),
-        (_bad_value("normals", (2, 2, 1), np.inf), r"`normals` of example `bad7` has NaN or infinite"),
+        (_bad_value("depth", (1, 1, 0), np.nan), r"`depth` of example `bad7` has NaN or infinite values, or values below 0"),
+        (_bad_value("depth", (1, 1, 0), -1.0), r"`depth` of example `bad7` has NaN or infinite values, or values below 0"),
+        (_bad_value("normals", (2, 2, 1), np.inf), r"`normals` of example `bad7` has NaN or infinite values\. .*zero vector"),
     ],
 )
 def test_bad_label_values_stop_the_pipeline_naming_task_and_example(example, message):

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from keras_mtcl import kinds
 from keras_mtcl.data import synthetic as S
 
 # Every test is numpy / tfds only (tensorflow pass), except the one that feeds
@@ -128,6 +129,26 @@ def test_synthetic_tasks_have_dataset_classes_and_reference_weights():
     assert [t.name for t in S.synthetic_tasks(["depth", "semseg"])] == ["depth", "semseg"]
 
 
+def _class_predictions(spec, labels):
+    assert labels.max() < spec.channels
+    perfect = 20.0 * np.eye(spec.channels, dtype="float32")[labels[..., 0]]
+    return perfect, np.roll(perfect, 1, axis=-1)
+
+
+def _binary_predictions(spec, labels):
+    perfect = 20.0 * (2.0 * labels.astype("float32") - 1.0)
+    return perfect, -perfect
+
+
+# (perfect, wrong) raw predictions from labels, per label kind (keyed by the kind objects).
+PREDICTIONS = {
+    kinds.CLASSES: _class_predictions,
+    kinds.BINARY: _binary_predictions,
+    kinds.DEPTH: lambda spec, labels: (labels, labels + 1.0),
+    kinds.NORMALS: lambda spec, labels: (3.0 * labels, -labels),
+}
+
+
 def test_labels_fit_the_task_losses_on_every_backend():
     # Runs on each backend: perfect predictions give ~0 loss, shifted ones a large loss.
     from keras import ops
@@ -137,17 +158,7 @@ def test_labels_fit_the_task_losses_on_every_backend():
     batch = S.make_scenes(2, 24, 32, seed=5)
     for spec in S.synthetic_tasks():
         labels = batch[spec.name]
-        if spec.kind == "classes":
-            assert labels.max() < spec.channels
-            perfect = 20.0 * np.eye(spec.channels, dtype="float32")[labels[..., 0]]
-            wrong = np.roll(perfect, 1, axis=-1)
-        elif spec.kind == "binary":
-            perfect = 20.0 * (2.0 * labels.astype("float32") - 1.0)
-            wrong = -perfect
-        elif spec.kind == "depth":
-            perfect, wrong = labels, labels + 1.0
-        else:
-            perfect, wrong = 3.0 * labels, -labels
+        perfect, wrong = PREDICTIONS[spec.label_kind](spec, labels)
         good = float(losses.task_loss(spec, ops.convert_to_tensor(labels), ops.convert_to_tensor(perfect)))
         bad = float(losses.task_loss(spec, ops.convert_to_tensor(labels), ops.convert_to_tensor(wrong)))
         assert good < 1e-4 and bad > 0.5, (spec.name, good, bad)

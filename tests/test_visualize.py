@@ -30,6 +30,18 @@ def test_colorize_each_kind_and_ignored_pixels():
     assert depth[0, 0, 0] > depth[0, 2, 0] and depth[0, 1].tolist() == [0, 0, 0]
 
 
+def test_invalid_labels_are_black_by_the_kind_rule():
+    # Class 5 of 3 classes, binary 2 and a NaN depth are no labels: black, like the ignore value.
+    semseg = visualize.colorize(tasks.semseg(num_classes=3), np.array([[[1], [5], [255]]]), is_label=True)
+    assert semseg[0, 0].tolist() == [128, 0, 0] and not semseg[0, 1:].any()
+    edge = visualize.colorize(tasks.edge(), np.array([[[1], [2], [255]]]), is_label=True)
+    assert edge[0, 0].tolist() == [255, 255, 255] and not edge[0, 1:].any()
+    depth = visualize.colorize(tasks.depth(), np.array([[[1.0], [np.nan], [np.inf], [2.0]]]), is_label=True)
+    assert depth[0, 0, 0] > depth[0, 3, 0] and not depth[0, 1:3].any()
+    # Class and binary predictions are logits: every pixel is drawn.
+    assert visualize.colorize(tasks.edge(), np.array([[[255.0]]]))[0, 0].tolist() == [255, 255, 255]
+
+
 def test_prediction_panel_layout():
     specs = [tasks.depth(), tasks.edge()]
     image = np.full((4, 5, 3), 7, "uint8")

@@ -18,7 +18,9 @@ synthetic validation scenes with the reference metrics, and writes:
   baselines of the same seed (mean +- std over seeds); then each multi-task
   configuration's per-seed difference to the multi-task baseline.
 - `<out>/models/<config>_seed<seed>.keras` for `--save-models` configs
-  (inputs of `tools/consistency.py`).
+  (inputs of `tools/consistency.py`): the trained `MultiTaskTrainer`, so
+  that a regularized run's file keeps its projectors (consistency's
+  `projected` space); `trainer.model` is its inference network.
 
 The seed sets weight initialisation, batch order, augmentation and the
 regularizer's sampling; the scenes are the same for every run.
@@ -88,7 +90,11 @@ def base_config(args: argparse.Namespace):
 
 
 def run_one(config, data) -> tuple[dict, Any]:
-    """Trains `config` for its step budget and evaluates it; returns (metrics, trained model)."""
+    """Trains `config` for its step budget and evaluates it; returns (metrics, trained `MultiTaskTrainer`).
+
+    The trainer's `model` is the trained inference network (what is
+    evaluated); its `regularizer` holds the projectors of a regularized run.
+    """
     import keras
 
     from keras_mtcl import training
@@ -100,9 +106,10 @@ def run_one(config, data) -> tuple[dict, Any]:
     specs = [t for t in all_specs if t.name in config.tasks] if config.tasks else all_specs
     train_batches, val_batches = training.make_pipelines(config, train_ds, val_ds, specs)
     model = training.build_model(config, specs)
-    model.compile(optimizer=training.build_optimizer(config, config.steps_per_epoch * config.epochs))
+    trainer = training.build_trainer(config, model)
+    trainer.compile(optimizer=training.build_optimizer(config, config.steps_per_epoch * config.epochs))
     start = time.time()
-    history = model.fit(
+    history = trainer.fit(
         train_batches.repeat(), epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, verbose=0, shuffle=False
     )
     train_seconds = time.time() - start
@@ -110,7 +117,7 @@ def run_one(config, data) -> tuple[dict, Any]:
     metrics = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     metrics["final_loss"] = float(history.history["loss"][-1])
     metrics["train_seconds"] = train_seconds
-    return metrics, model
+    return metrics, trainer
 
 
 def _load_results(path: Path) -> list[dict]:
@@ -234,14 +241,14 @@ def main(argv=None) -> int:
                 changes["contrastive_options"] = contrastive_options(args, changes["contrastive_options"])
             config = base.replace(name=name, seed=seed, **changes)
             start = time.time()
-            metrics, model = run_one(config, data)
+            metrics, trainer = run_one(config, data)
             record = {"config": name, "seed": seed, "backend": keras.backend.backend(), "setup": setup, "metrics": metrics}
             records = [r for r in records if (r["config"], r["seed"]) != (name, seed)] + [record]
             with results_path.open("a") as f:
                 f.write(json.dumps(record, sort_keys=True) + "\n")
             if name in args.save_models and seed == args.seeds[0]:
                 (out / "models").mkdir(exist_ok=True)
-                model.save(out / "models" / f"{name}_seed{seed}.keras")
+                trainer.save(out / "models" / f"{name}_seed{seed}.keras")
             shown = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items() if k.endswith(("miou", "rmse", "mean_angle", "odsf", "maxf")))
             print(f"[{index}/{len(todo)}] {name} seed {seed}: {shown} ({time.time() - start:.0f} s)", flush=True)
     # The last record of each (config, seed) wins.

@@ -37,21 +37,11 @@ def parse_size(text: str) -> tuple[int, int]:
 def make_inputs(specs, batch: int, height: int, width: int, channels: int, seed: int = 0):
     import numpy as np
 
+    from keras_mtcl.testing.labels import random_labels
+
     rng = np.random.default_rng(seed)
     features = {t.name: rng.normal(size=(batch, height, width, channels)).astype("float32") for t in specs}
-    size = (batch, 4 * height, 4 * width, 1)
-    labels = {}
-    for t in specs:
-        if t.kind == "classes":
-            labels[t.name] = rng.integers(0, t.channels, size).astype("int32")
-        elif t.kind == "binary":
-            labels[t.name] = (rng.uniform(size=size) < 0.05).astype("int32")
-        elif t.kind == "depth":
-            labels[t.name] = rng.uniform(0.5, 10.0, size).astype("float32")
-        else:
-            v = rng.normal(size=size[:3] + (3,))
-            labels[t.name] = (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype("float32")
-    return features, labels
+    return features, random_labels(specs, batch, 4 * height, 4 * width, seed=[seed, 1])
 
 
 def make_step(layer, xla: bool):

@@ -8,9 +8,11 @@ The paper's claim, checked on the deployed artefact: the regularizer costs
 nothing at inference. Two models are built from one RunConfig (the preset,
 default "smoke", with --backbone, --framework and --size), one with
 `contrastive=False` and one with `contrastive=True`; each is trained
---train-steps steps on synthetic scenes (the regularized run reports its
-contrastive loss and triplet fraction, so its projectors were used) and
-exported with `keras_mtcl.export.export_saved_model`. Then, per model:
+--train-steps steps on synthetic scenes by its `MultiTaskTrainer` (the
+regularized run's trainer holds the projectors and reports its contrastive
+loss and triplet fraction, so they were used) and the trained inference
+model (`trainer.model`) is exported with
+`keras_mtcl.export.export_saved_model`. Then, per model:
 
 - parameters of the inference model and FLOPs of one (1, H, W, 3) forward
   pass (`tools/model_table.py`'s counter), FLOPs of the SavedModel's serving
@@ -85,8 +87,9 @@ def train_pair(config, train_steps: int) -> tuple[dict, dict]:
     """Builds and trains the baseline and the regularized model of `config` on the same synthetic batches.
 
     Returns:
-        ({name: trained MultiTaskModel}, {name: training facts}) with names
-        `MODEL_NAMES`; the facts hold the parameter count with projectors
+        ({name: trained inference MultiTaskModel}, {name: training facts})
+        with names `MODEL_NAMES`; the facts hold the parameter count of what
+        was trained (the trainer's: the model and, if any, the projectors)
         and the last step's losses (`contrastive_<task>`,
         `contrastive_triplet_fraction` for the regularized model).
     """
@@ -108,21 +111,23 @@ def train_pair(config, train_steps: int) -> tuple[dict, dict]:
     models, facts = {}, {}
     for name in MODEL_NAMES:
         keras.utils.set_random_seed(config.seed)
-        model = training.build_model(config.replace(contrastive=name == "regularized"), specs)
-        model.compile(optimizer=training.build_optimizer(config, train_steps))
+        run_config = config.replace(contrastive=name == "regularized")
+        model = training.build_model(run_config, specs)
+        trainer = training.build_trainer(run_config, model)
+        trainer.compile(optimizer=training.build_optimizer(config, train_steps))
         start = time.perf_counter()
-        history = model.fit(batches, steps_per_epoch=train_steps, epochs=1, verbose=0, shuffle=False).history
+        history = trainer.fit(batches, steps_per_epoch=train_steps, epochs=1, verbose=0, shuffle=False).history
         last = {key: float(values[-1]) for key, values in history.items()}
         record = {
             "train_steps": train_steps,
             "train_s": time.perf_counter() - start,
-            "training_parameters": model.count_params(),
+            "training_parameters": trainer.count_params(),
             "loss": last["loss"],
         }
-        if model.contrastive is not None:
-            record["projectors"] = len(model.contrastive.projectors)
+        if trainer.regularizer is not None:
+            record["projectors"] = len(trainer.regularizer.projectors)
             record["contrastive"] = {k: v for k, v in last.items() if k.startswith("contrastive_")}
-        models[name], facts[name] = model, record
+        models[name], facts[name] = trainer.model, record
     return models, facts
 
 
@@ -148,7 +153,7 @@ def describe_saved_model(model, directory: str | os.PathLike, height: int, width
     """Exports `model` to `directory` and reports what the SavedModel serves and costs to store.
 
     Args:
-        model: a `MultiTaskModel` (any regularizer is dropped by the export).
+        model: a `MultiTaskModel` (or a `MultiTaskTrainer`: its inference model is exported).
         directory: where the SavedModel is written.
         height, width: image size of the FLOP counts.
 

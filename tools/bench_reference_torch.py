@@ -204,8 +204,9 @@ def _safe_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 
 def cross_entropy(labels: torch.Tensor, logits: torch.Tensor, ignore_value: int = 255) -> torch.Tensor:
-    """labels (B, H, W) int64, logits (B, C, H, W): mean over labels in 0..C-1."""
+    """labels (B, 1, H, W) class ids (any dtype), logits (B, C, H, W): mean over labels in 0..C-1."""
     del ignore_value  # like losses.py: anything outside 0..C-1, 255 included, is ignored
+    labels = labels[:, 0].long()
     valid = (labels >= 0) & (labels < logits.shape[1])
     target = torch.where(valid, labels, torch.full_like(labels, -100))
     total = F.cross_entropy(logits.float(), target, ignore_index=-100, reduction="sum")
@@ -285,20 +286,14 @@ def _bench_train_module():
 def make_torch_batch(specs, batch: int, height: int, width: int, device: torch.device, channels_last: bool):
     """`bench_train.make_batch` as NCHW torch tensors on `device`.
 
-    Returns: image (B, 3, H, W) float32 and {task: label}: classes (B, H, W)
-    int64, other kinds (B, C, H, W) float32.
+    Returns: image (B, 3, H, W) float32 and {task: label}: (B, C, H, W)
+    float32 for every kind (the losses read class ids back as integers).
     """
     x, y = _bench_train_module().make_batch(specs, batch, height, width)
     image = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device)
     if channels_last:
         image = image.contiguous(memory_format=torch.channels_last)
-    labels = {}
-    for t in specs:
-        value = torch.from_numpy(y[t.name])
-        if t.kind == "classes":
-            labels[t.name] = value[..., 0].long().to(device)
-        else:
-            labels[t.name] = value.float().permute(0, 3, 1, 2).contiguous().to(device)
+    labels = {t.name: torch.from_numpy(y[t.name]).float().permute(0, 3, 1, 2).contiguous().to(device) for t in specs}
     return image, labels
 
 

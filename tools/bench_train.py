@@ -3,6 +3,20 @@
     KERAS_BACKEND=jax python tools/bench_train.py --backbone tiny_cnn --size 96 128 --batch 8
     KERAS_BACKEND=jax python tools/bench_train.py --backbone hrnet_w18 --size 448 576 --batch 8 --precision bf16
     KERAS_BACKEND=jax python tools/bench_train.py --backbone hrnet_w18_small_v2 --size 224 288 --batch 4 --steps 5 --rounds 4
+    KERAS_BACKEND=tensorflow python tools/bench_train.py --first-step 3 --dataset synthetic --size 64 96 --batch 4 --no-jit
+
+With `--first-step R` the tool measures the first training step instead
+(tracing and compilation included, what a user waits for before the first
+log line): each configuration runs in a fresh subprocess that builds and
+compiles the trainer, then times one `fit` step in CPU-seconds (the
+process's user + system time over all threads, steadier than wall time on a
+shared machine) and wall seconds. The R repetitions alternate the
+configurations (order reversed each repetition); it prints one JSON line per
+run and a summary line with the medians and each configuration's ratio to
+the baseline. `--compare-root DIR` also runs every configuration with the
+`keras_mtcl` package of another checkout (e.g. a copy of the previous
+version), interleaved with the current one, for before/after ratios from
+one run.
 
 With `--rounds R` (R > 1, for shared, noisy machines), every configuration
 is built and warmed up first, then timed in R alternating blocks of
@@ -54,6 +68,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if os.environ.get("KERAS_MTCL_ROOT"):  # --compare-root: another checkout's keras_mtcl
+    sys.path.insert(0, os.environ["KERAS_MTCL_ROOT"])
 
 
 def _peak_memory_mb() -> float:
@@ -82,26 +98,37 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_batch(specs, batch: int, height: int, width: int, seed: int = 0):
+def task_specs(dataset: str) -> list:
+    """The tasks of `dataset`: a task set of `keras_mtcl.tasks` (nyud, pascal) or the six synthetic tasks."""
+    if dataset == "synthetic":
+        from keras_mtcl.data.synthetic import synthetic_tasks
+
+        return synthetic_tasks()
+    from keras_mtcl import tasks
+
+    return tasks.task_set(dataset)
+
+
+def make_batch(specs, batch: int, height: int, width: int, seed: int = 0, dataset: str | None = None):
+    """One batch: image (B, H, W, 3) float32 and {task: label}.
+
+    `dataset="synthetic"`: rendered scenes (`keras_mtcl.data.synthetic.make_scenes`,
+    labels consistent across tasks). Otherwise random labels
+    (`keras_mtcl.testing.labels`) constant over 16 x 16 blocks, so that the
+    regularizer's anchors find positives and negatives, with some invalid blocks.
+    """
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(batch, height, width, 3)).astype("float32")
-    y = {}
-    for t in specs:
-        shape = (batch, height, width, 1)
-        if t.kind == "classes":
-            # Blocky labels, so that anchors find positives and negatives.
-            blocks = rng.integers(0, t.channels, (batch, height // 16 + 1, width // 16 + 1, 1))
-            y[t.name] = np.repeat(np.repeat(blocks, 16, 1), 16, 2)[:, :height, :width].astype("int32")
-        elif t.kind == "binary":
-            y[t.name] = (rng.uniform(size=shape) < 0.1).astype("int32")
-        elif t.kind == "depth":
-            y[t.name] = rng.uniform(0.5, 8.0, shape).astype("float32")
-        else:
-            v = rng.normal(size=(batch, height, width, 3))
-            y[t.name] = (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype("float32")
-    return x, y
+    from keras_mtcl.testing.labels import random_labels
+
+    if dataset == "synthetic":
+        from keras_mtcl.data.synthetic import make_scenes
+
+        scenes = make_scenes(batch, height, width, seed=seed)
+        x = (scenes["image"].astype("float32") / 127.5 - 1.0).astype("float32")
+        return x, {t.name: scenes[t.name] for t in specs}
+    x = np.random.default_rng(seed).normal(size=(batch, height, width, 3)).astype("float32")
+    return x, random_labels(specs, batch, height, width, seed=[seed, 1], block=16)
 
 
 def make_step_timer():
@@ -171,11 +198,16 @@ def make_dataset(x, y):
 
 
 def build_config(args, contrastive_on: bool):
-    """(compiled model, endless batches, warm-up seconds) of one configuration, warmed up."""
+    """(compiled trainer, endless batches, warm-up seconds) of one configuration, warmed up.
+
+    The trainer (`keras_mtcl.trainer.MultiTaskTrainer`) holds the inference
+    model and, with the regularizer on, the regularizer's projectors.
+    """
     import keras
 
-    from keras_mtcl import backbones, tasks
+    from keras_mtcl import backbones
     from keras_mtcl.model import MultiTaskModel
+    from keras_mtcl.trainer import MultiTaskTrainer
 
     if keras.backend.backend() == "torch":
         import torch
@@ -184,37 +216,37 @@ def build_config(args, contrastive_on: bool):
             torch.cuda.reset_peak_memory_stats()  # each configuration's own peak
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy("mixed_bfloat16" if args.precision == "bf16" else "float32")
-    specs = tasks.task_set(args.dataset)
-    contrastive = None
+    specs = task_specs(args.dataset)
+    regularizer = None
     if contrastive_on:
         from keras_mtcl.contrastive import CrossTaskContrastive
 
-        contrastive = CrossTaskContrastive(seed=0)
-    model = MultiTaskModel(
-        backbones.get_backbone(args.backbone), specs, framework=args.framework, contrastive=contrastive
-    )
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=not args.no_jit)
-    x, y = make_batch(specs, args.batch, *args.size)
+        regularizer = CrossTaskContrastive(seed=0)
+    model = MultiTaskModel(backbones.get_backbone(args.backbone), specs, decoder=args.framework)
+    trainer = MultiTaskTrainer(model, regularizer=regularizer)
+    trainer.compile(optimizer=keras.optimizers.AdamW(1e-4), jit_compile=not args.no_jit)
+    x, y = make_batch(specs, args.batch, *args.size, dataset=args.dataset)
     data = make_dataset(x, y)
     start = time.perf_counter()
     if args.warmup:
-        model.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0, shuffle=False)
-        keras.ops.convert_to_numpy(model.trainable_weights[0])
-    return model, data, time.perf_counter() - start
+        trainer.fit(data, steps_per_epoch=args.warmup, epochs=1, verbose=0, shuffle=False)
+        keras.ops.convert_to_numpy(trainer.trainable_weights[0])
+    return trainer, data, time.perf_counter() - start
 
 
-def timed_fit(model, data, steps: int) -> tuple[list[float], float]:
+def timed_fit(trainer, data, steps: int) -> tuple[list[float], float]:
     """(per-step seconds, total seconds) of `steps` training steps in one `fit` call."""
     import keras
 
     timer = make_step_timer()
     start = time.perf_counter()
-    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
-    keras.ops.convert_to_numpy(model.trainable_weights[0])
+    trainer.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+    keras.ops.convert_to_numpy(trainer.trainable_weights[0])
     return timer.times, time.perf_counter() - start
 
 
-def report(args, model, contrastive_on: bool, warmup_s: float, times: list[float], elapsed: float) -> dict:
+def report(args, trainer, contrastive_on: bool, warmup_s: float, times: list[float], elapsed: float) -> dict:
+    """One configuration's numbers; `parameters` counts what is trained (the model, and the projectors if any)."""
     import keras
 
     steps = len(times)
@@ -235,15 +267,15 @@ def report(args, model, contrastive_on: bool, warmup_s: float, times: list[float
         "images_per_s": args.batch * steps / elapsed,
         "warmup_s": warmup_s,
         "peak_memory_mb": _peak_memory_mb(),
-        "parameters": model.count_params(),
+        "parameters": trainer.count_params(),
     }
 
 
 def run_config(args, contrastive_on: bool) -> dict:
     """Builds, warms up and times one configuration on its own (`--rounds 1`)."""
-    model, data, warmup_s = build_config(args, contrastive_on)
-    times, elapsed = timed_fit(model, data, args.steps)
-    return report(args, model, contrastive_on, warmup_s, times, elapsed)
+    trainer, data, warmup_s = build_config(args, contrastive_on)
+    times, elapsed = timed_fit(trainer, data, args.steps)
+    return report(args, trainer, contrastive_on, warmup_s, times, elapsed)
 
 
 def run_interleaved(args) -> dict:
@@ -259,8 +291,8 @@ def run_interleaved(args) -> dict:
     for round_index in range(args.rounds):
         order = args.configs if round_index % 2 == 0 else args.configs[::-1]
         for name in order:
-            model, data, _ = built[name]
-            block, seconds = timed_fit(model, data, args.steps)
+            trainer, data, _ = built[name]
+            block, seconds = timed_fit(trainer, data, args.steps)
             times[name] += block
             elapsed[name] += seconds
     return {
@@ -269,11 +301,98 @@ def run_interleaved(args) -> dict:
     }
 
 
+def first_step_child(args) -> dict:
+    """In a fresh process: builds and compiles one configuration, then times its first `fit` step.
+
+    Returns `cpu_s` (user + system CPU time of the process, all threads) and
+    `wall_s` of the first step, and `second_step_wall_s` of one more step.
+    """
+    import keras
+
+    from keras_mtcl.trainer import MultiTaskTrainer  # noqa: F401  (import cost outside the timing)
+
+    args.warmup = 0
+    trainer, data, _ = build_config(args, contrastive_on=args.configs[0] == "regularizer")
+    start_cpu, start = time.process_time(), time.perf_counter()
+    trainer.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+    keras.ops.convert_to_numpy(trainer.trainable_weights[0])
+    cpu_s, wall_s = time.process_time() - start_cpu, time.perf_counter() - start
+    start = time.perf_counter()
+    trainer.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
+    keras.ops.convert_to_numpy(trainer.trainable_weights[0])
+    import keras_mtcl
+
+    return {
+        "backend": keras.backend.backend(),
+        "config": args.configs[0],
+        "package": str(Path(keras_mtcl.__file__).resolve().parents[1]),
+        "backbone": args.backbone,
+        "dataset": args.dataset,
+        "tasks": len(task_specs(args.dataset)),
+        "size": list(args.size),
+        "batch": args.batch,
+        "jit_compile": not args.no_jit,
+        "first_step_cpu_s": cpu_s,
+        "first_step_wall_s": wall_s,
+        "second_step_wall_s": time.perf_counter() - start,
+        "trainable_variables": len(trainer.trainable_variables),
+    }
+
+
+def run_first_step(args, argv) -> dict:
+    """`--first-step R`: R alternating repetitions of every configuration, each in a fresh subprocess."""
+    import subprocess
+
+    child_argv = [a for a in argv]
+    # Drop the parent-only options (and their values) from the child's command line.
+    for option, takes_value in (("--first-step", True), ("--compare-root", True), ("--configs", None)):
+        while option in child_argv:
+            i = child_argv.index(option)
+            end = i + 1
+            if takes_value:
+                end = i + 2
+            else:
+                while end < len(child_argv) and not child_argv[end].startswith("--"):
+                    end += 1
+            del child_argv[i:end]
+    roots = [("current", None)] + ([("compare", args.compare_root)] if args.compare_root else [])
+    runs = [(config, label, root) for label, root in roots for config in args.configs]
+    results: dict[tuple[str, str], list[dict]] = {(c, label): [] for c, label, _ in runs}
+    for repetition in range(args.first_step):
+        order = runs if repetition % 2 == 0 else runs[::-1]
+        for config, label, root in order:
+            env = dict(os.environ)
+            if root:
+                env["KERAS_MTCL_ROOT"] = str(Path(root).resolve())
+            command = [sys.executable, str(Path(__file__).resolve()), "--first-step-child", "--configs", config] + child_argv
+            done = subprocess.run(command, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{config} ({label}) failed:\n{done.stderr[-4000:]}")
+            record = json.loads(done.stdout.strip().splitlines()[-1])
+            record.update(root=label, repetition=repetition)
+            print(json.dumps(record), flush=True)
+            results[(config, label)].append(record)
+    summary = {}
+    for (config, label), records in results.items():
+        summary[f"{config}@{label}"] = {
+            "first_step_cpu_s_median": statistics.median(r["first_step_cpu_s"] for r in records),
+            "first_step_wall_s_median": statistics.median(r["first_step_wall_s"] for r in records),
+            "trainable_variables": records[0]["trainable_variables"],
+        }
+    for label, _ in roots:
+        base = summary.get(f"baseline@{label}")
+        reg = summary.get(f"regularizer@{label}")
+        if base and reg:
+            reg["cpu_ratio_vs_baseline"] = reg["first_step_cpu_s_median"] / base["first_step_cpu_s_median"]
+            reg["wall_ratio_vs_baseline"] = reg["first_step_wall_s_median"] / base["first_step_wall_s_median"]
+    return summary
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", default="tiny_cnn")
     parser.add_argument("--framework", default="baseline")
-    parser.add_argument("--dataset", default="nyud", help="task set: nyud or pascal")
+    parser.add_argument("--dataset", default="nyud", help="task set: nyud, pascal or synthetic (its six tasks, rendered scenes)")
     parser.add_argument("--size", nargs=2, type=int, default=[96, 128])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
@@ -283,7 +402,20 @@ def main(argv=None) -> int:
     parser.add_argument("--no-jit", action="store_true", help="compile(jit_compile=False)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="> 1: build every config first, then time them in alternating blocks of --steps steps")
+    parser.add_argument("--first-step", type=int, default=0, metavar="R",
+                        help="time the first training step (compilation included) in R alternating repetitions, "
+                        "each configuration in a fresh subprocess")
+    parser.add_argument("--compare-root", default=None,
+                        help="with --first-step: also run every configuration with the keras_mtcl of this checkout")
+    parser.add_argument("--first-step-child", action="store_true", help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.first_step_child:
+        print(json.dumps(first_step_child(args)), flush=True)
+        return 0
+    if args.first_step:
+        print(json.dumps({"summary": run_first_step(args, argv)}), flush=True)
+        return 0
     if args.steps < 1 or args.warmup < 0:
         parser.error(f"--steps must be >= 1 and --warmup >= 0. Received: --steps {args.steps} --warmup {args.warmup}")
     if args.rounds < 1:

@@ -1,7 +1,7 @@
 """Cross-task consistency of feature distances (the analysis of the paper's Figure 1).
 
     python tools/consistency.py runs/baseline/model.keras runs/contrastive/model.keras --out consistency.png
-    python tools/consistency.py runs/contrastive/model.keras --space features projected --target depth
+    python tools/consistency.py runs/ablation/models/mt_contrastive_seed0.keras --space features projected --target depth
     KERAS_BACKEND=jax python tools/consistency.py runs/smoke/model.keras --size 64 96 --count 8
 
 The regularizer's premise: pixel triplets defined by a source task's labels
@@ -19,8 +19,15 @@ Euclidean distances of positive pairs (anchor, positive) and negative pairs
 
 - `features`: F_t L2-normalised per pixel (any model, so a baseline can be
   compared with a regularized model);
-- `projected`: the projector Proj_{t,s} of a regularized model (the space
-  the triplet loss is computed in).
+- `projected`: the projector Proj_{t,s} of a regularized run (the space
+  the triplet loss is computed in). The projectors are training state: they
+  live in the run's `MultiTaskTrainer` (`trainer.regularizer`), not in the
+  inference `MultiTaskModel`, so this space needs the trainer (in Python) or
+  a `.keras` file of one (`trainer.save`, as `tools/ablation.py` writes).
+
+A model is a `keras_mtcl.model.MultiTaskModel` or a
+`keras_mtcl.trainer.MultiTaskTrainer`, whose inference network
+(`trainer.model`) gives the feature maps.
 
 Every model sees the same images and the same random draws, so models whose
 feature maps have one resolution are measured on the same triplets.
@@ -176,25 +183,34 @@ def load_batches(
     return [(images, labels) for images, labels, _ in batches.as_numpy_iterator()]
 
 
+def network(model):
+    """The inference `MultiTaskModel` of `model`: itself, or a `MultiTaskTrainer`'s `model`."""
+    from keras_mtcl.trainer import MultiTaskTrainer
+
+    return model.model if isinstance(model, MultiTaskTrainer) else model
+
+
+def regularizer(model):
+    """The `CrossTaskContrastive` (with the projectors) of a `MultiTaskTrainer`, else None."""
+    return getattr(model, "regularizer", None)
+
+
 def task_features(model, images, mode: str = "inference") -> dict:
-    """The decoder's task feature maps F_t of a `MultiTaskModel`.
+    """The decoder's task feature maps F_t of a `MultiTaskModel` (or of a `MultiTaskTrainer`'s model).
 
     Args:
-        model: a `MultiTaskModel`.
+        model: a `MultiTaskModel` or `MultiTaskTrainer`.
         images: (B, H, W, 3) normalised images.
         mode: `"inference"`: backbone and decoder with `training=False`
-            (moving batch-norm statistics); `"training"`: the model's training
-            call (`model(images, training=True)["features"]`, batch statistics).
+            (moving batch-norm statistics); `"training"`: as in training
+            (`task_features(images, training=True)`, batch statistics).
 
     Returns:
         {task: (B, h, w, C_t) backend tensor}.
     """
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-    if mode == "training":
-        return model(images, training=True)["features"]
-    pyramid = model.backbone(images, training=False)
-    return model.decoder(list(pyramid), training=False)["features"]
+    return network(model).task_features(images, training=mode == "training")
 
 
 def sampling_options(models: Iterable[Any]) -> dict[str, Any]:
@@ -202,18 +218,22 @@ def sampling_options(models: Iterable[Any]) -> dict[str, Any]:
 
     Returns:
         {"num_anchors", "pool_size", "balance", "criterion",
-        "thresholds": {kind: (tau_pos, tau_neg)}, "ranking_margins": {kind: eps}}.
+        "thresholds": {kind name: (tau_pos, tau_neg)}, "ranking_margins": {kind name: eps}}: the layer's
+        per-kind options (keyed by kind name, as the layer takes them) over each kind's defaults
+        (`LabelKind.thresholds`, `LabelKind.ranking_margin`).
     """
-    from keras_mtcl.contrastive import DEFAULT_RANKING_MARGINS, DEFAULT_THRESHOLDS, CrossTaskContrastive
+    from keras_mtcl.contrastive import CrossTaskContrastive
+    from keras_mtcl.kinds import KINDS
 
-    layer = next((m.contrastive for m in models if m.contrastive is not None), None) or CrossTaskContrastive()
+    layer = next((regularizer(m) for m in models if regularizer(m) is not None), None) or CrossTaskContrastive()
+    thresholds, margins = layer.thresholds or {}, layer.ranking_margins or {}
     return {
         "num_anchors": layer.num_anchors,
         "pool_size": layer.pool_size,
         "balance": layer.balance,
         "criterion": layer.criterion,
-        "thresholds": {k: tuple((layer.thresholds or {}).get(k, v)) for k, v in DEFAULT_THRESHOLDS.items()},
-        "ranking_margins": {k: (layer.ranking_margins or {}).get(k, v) for k, v in DEFAULT_RANKING_MARGINS.items()},
+        "thresholds": {name: tuple(thresholds.get(name, k.thresholds)) for name, k in KINDS.items()},
+        "ranking_margins": {name: margins.get(name, k.ranking_margin) for name, k in KINDS.items()},
     }
 
 
@@ -224,18 +244,20 @@ def _check_request(models: Mapping[str, Any], target: str, spaces: Sequence[str]
         if space not in SPACES:
             raise ValueError(f"Each space must be one of {SPACES}. Received: spaces={list(spaces)}")
     for name, model in models.items():
-        if target not in model.task_names:
+        task_names = network(model).task_names
+        if target not in task_names:
             raise ValueError(
-                f"Model {name!r} has no task {target!r}; its tasks are {model.task_names}. Choose the target "
+                f"Model {name!r} has no task {target!r}; its tasks are {task_names}. Choose the target "
                 f"among them (--target). Received: target={target!r}"
             )
-        if len(model.task_names) < 2:
-            raise ValueError(f"Model {name!r} has one task {model.task_names}: there is no source task to compare with.")
-        if "projected" in spaces and model.contrastive is None:
+        if len(task_names) < 2:
+            raise ValueError(f"Model {name!r} has one task {task_names}: there is no source task to compare with.")
+        if "projected" in spaces and regularizer(model) is None:
             raise ValueError(
                 f"Model {name!r} was trained without the contrastive regularizer: it has no projectors, so its "
-                "projected distances do not exist. Measure it in the `features` space (--space features). "
-                f"Received: spaces={list(spaces)}"
+                "projected distances do not exist (an inference MultiTaskModel never holds them: give the "
+                "MultiTaskTrainer of a regularized run, or a .keras file it saved). Measure it in the `features` "
+                f"space (--space features). Received: spaces={list(spaces)}"
             )
 
 
@@ -251,7 +273,8 @@ def triplet_distances(
     """Squared Euclidean distances of the target's unit feature vectors over triplets from each source.
 
     Args:
-        model: a `MultiTaskModel` (with a regularizer for the `projected` space).
+        model: a `MultiTaskModel` or a `MultiTaskTrainer` (one with a
+            regularizer for the `projected` space).
         batches: from `load_batches`.
         target: the task whose features are measured.
         spaces: `"features"` (L2-normalised F_t) and/or `"projected"`
@@ -271,8 +294,9 @@ def triplet_distances(
 
     _check_request({"model": model}, target, spaces)
     options = dict(options or sampling_options([model]))
-    specs = {t.name: t for t in model.task_specs}
-    sources = [t for t in model.task_names if t != target]
+    task_names = network(model).task_names
+    specs = {t.name: t for t in network(model).task_specs}
+    sources = [t for t in task_names if t != target]
     num_anchors = options["num_anchors"]
     collected = {space: {s: ([], []) for s in sources} for space in spaces}
     for batch_index, (images, labels) in enumerate(batches):
@@ -280,7 +304,7 @@ def triplet_distances(
         batch, height, width = (int(d) for d in feature_map.shape[:3])
         for source in sources:
             spec = specs[source]
-            rng = np.random.default_rng([seed, batch_index, model.task_names.index(source)])
+            rng = np.random.default_rng([seed, batch_index, task_names.index(source)])
             triplets = sample_triplets(
                 spec,
                 labels[source],
@@ -299,7 +323,7 @@ def triplet_distances(
             keep = ops.convert_to_numpy(triplets["weights"]).reshape(-1) > 0
             for space in spaces:
                 if space == "projected":
-                    projector = model.contrastive.get_projector(target, source)
+                    projector = regularizer(model).get_projector(target, source)
                     z = ops.reshape(projector(ops.reshape(vectors, (-1, vectors.shape[-1]))), (batch, 3 * num_anchors, -1))
                 else:
                     z = l2_normalize_safe(vectors)
@@ -326,7 +350,8 @@ def consistency_report(
     """Consistency numbers of every (model, space, source), on the same images and draws.
 
     Args:
-        models: {name: MultiTaskModel}, e.g. a baseline and a regularized model.
+        models: {name: MultiTaskModel or MultiTaskTrainer}, e.g. a baseline
+            model and a regularized run's trainer.
         batches: from `load_batches`.
         target, spaces, mode, seed: as in `triplet_distances`.
         options: sampling options (default: `sampling_options(models)`).
@@ -442,11 +467,13 @@ def _names(paths: Sequence[Path], names: Sequence[str] | None) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help=".keras files (e.g. a baseline and a regularized model)")
+    parser.add_argument("models", nargs="+",
+                        help=".keras files of models or trainers (e.g. a baseline and a regularized run; the "
+                             "projected space needs a trainer's file, which holds the projectors)")
     parser.add_argument("--names", nargs="+", help="display names of the models (default: file names)")
     parser.add_argument("--target", default="semseg", help="task whose features are measured")
     parser.add_argument("--space", nargs="+", choices=SPACES, default=["features"],
-                        help="features: normalised F_t (any model); projected: Proj_{t,s} (regularized models)")
+                        help="features: normalised F_t (any model); projected: Proj_{t,s} (regularized trainers)")
     parser.add_argument("--mode", choices=MODES, default="inference", help="batch-norm mode of the feature maps")
     parser.add_argument("--size", nargs=2, type=int, default=[96, 128], metavar=("H", "W"), help="synthetic scene size")
     parser.add_argument("--count", type=int, default=16, help="number of validation scenes")
@@ -456,21 +483,23 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="consistency.png", help="PNG to write")
     args = parser.parse_args(argv)
 
+    import keras_mtcl.contrastive  # noqa: F401 - registers the regularizer a trainer's file holds
+    import keras_mtcl.trainer  # noqa: F401 - registers MultiTaskTrainer
     from keras_mtcl.model import load_model
 
     paths = [Path(p) for p in args.models]
     try:
         names = _names(paths, args.names)
         models = {name: load_model(path, compile=False) for name, path in zip(names, paths)}
-        first = next(iter(models.values()))
+        first = network(next(iter(models.values()))).task_names
         for name, model in models.items():
-            if model.task_names != first.task_names:
+            if network(model).task_names != first:
                 raise ValueError(
-                    f"Models must share their tasks to be compared: {name!r} has {model.task_names}, "
-                    f"{names[0]!r} has {first.task_names}."
+                    f"Models must share their tasks to be compared: {name!r} has {network(model).task_names}, "
+                    f"{names[0]!r} has {first}."
                 )
         _check_request(models, args.target, args.space)
-        batches = load_batches(args.size, args.count, args.batch, first.task_names, args.seed, args.run_config)
+        batches = load_batches(args.size, args.count, args.batch, first, args.seed, args.run_config)
         entries, distances = consistency_report(models, batches, args.target, args.space, args.mode, args.seed)
         path = plot_distances(entries, distances, args.out)
     except (FileNotFoundError, ValueError, ImportError) as error:

@@ -55,18 +55,19 @@ def main(argv=None) -> int:
     from keras_mtcl import backbones, tasks
     from keras_mtcl.contrastive import CrossTaskContrastive
     from keras_mtcl.model import MultiTaskModel
+    from keras_mtcl.trainer import MultiTaskTrainer
 
     rows = []
     for backbone_name in args.backbones:
         for framework in args.frameworks:
             specs = tasks.task_set(args.dataset)
-            baseline = MultiTaskModel(backbones.get_backbone(backbone_name), specs, framework=framework)
-            regularized = MultiTaskModel(
-                backbones.get_backbone(backbone_name), specs, framework=framework, contrastive=CrossTaskContrastive()
+            baseline = MultiTaskModel(backbones.get_backbone(backbone_name), specs, decoder=framework)
+            # What the regularized run trains: the same network plus the trainer's projectors.
+            regularized = MultiTaskTrainer(
+                MultiTaskModel(backbones.get_backbone(backbone_name), specs, decoder=framework),
+                regularizer=CrossTaskContrastive(),
             )
-            feature_shapes = baseline.decoder.feature_shapes(
-                [tuple(s) for s in baseline.backbone.compute_output_shape((None, None, None, 3))]
-            )
+            feature_shapes = baseline.task_feature_shapes()
             row = {
                 "backbone": backbone_name,
                 "framework": framework,
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
                 "params_training_regularized": regularized.count_params(),
                 "gflops_inference": inference_flops(baseline, *args.size) / 1e9,
                 "gflops_regularizer_training_per_image": regularizer_training_flops(
-                    regularized.contrastive, {t: int(s[-1]) for t, s in feature_shapes.items()}
+                    regularized.regularizer, {t: int(s[-1]) for t, s in feature_shapes.items()}
                 )
                 / 1e9,
             }

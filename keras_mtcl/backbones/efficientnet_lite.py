@@ -36,7 +36,6 @@ tensorflow/tpu `models/official/efficientnet/lite`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 from typing import Mapping
@@ -46,6 +45,7 @@ import numpy as np
 from keras import layers
 
 from keras_mtcl.backbones import register_backbone, weights as weights_lib
+from keras_mtcl.backbones.pyramid import PyramidLevel
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 ARCHITECTURE = "efficientnet_lite0"
@@ -72,28 +72,13 @@ _HEAD_PARAMETERS = ("_conv_head.", "_bn1.", "_fc.")
 INPUT_NORMALIZATIONS = ("imagenet", "pixels", "model")
 
 
-@dataclasses.dataclass(frozen=True)
-class FeatureLevel:
-    """One map of a backbone's pyramid (timm's `feature_info`, keras-hub's `pyramid_outputs` keys).
-
-    Attributes:
-        key: pyramid level name, "P<log2 stride>".
-        stride: input pixels per feature pixel.
-        channels: channels of the map.
-        layer: name of the layer whose output it is.
-    """
-
-    key: str
-    stride: int
-    channels: int
-    layer: str
-
-
+# The backbone's pyramid as data (`FeaturePyramid.of(model).levels` has the same key, stride and channels);
+# `source` names the layer whose output each map is.
 FEATURES = (
-    FeatureLevel("P2", 4, 24, "blocks-2-add"),
-    FeatureLevel("P3", 8, 40, "blocks-4-add"),
-    FeatureLevel("P4", 16, 112, "blocks-10-add"),
-    FeatureLevel("P5", 32, 320, "blocks-15-bn2"),
+    PyramidLevel("P2", 4, 24, source="blocks-2-add"),
+    PyramidLevel("P3", 8, 40, source="blocks-4-add"),
+    PyramidLevel("P4", 16, 112, source="blocks-10-add"),
+    PyramidLevel("P5", 32, 320, source="blocks-15-bn2"),
 )
 
 
@@ -290,8 +275,8 @@ def efficientnet_lite0(
     )
 
 
-def _block_output(blocks: list, level: FeatureLevel):
-    index = int(level.layer.split("-")[1])
+def _block_output(blocks: list, level: PyramidLevel):
+    index = int(level.source.split("-")[1])
     return blocks[index]
 
 

@@ -36,7 +36,6 @@ when one of these functions is called.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import pathlib
@@ -47,6 +46,7 @@ import keras
 from keras import layers, ops
 
 from keras_mtcl.backbones import register_backbone
+from keras_mtcl.backbones.pyramid import PyramidLevel
 from keras_mtcl.layers import resize_to
 
 _SCHEME_HOSTS = {
@@ -60,23 +60,6 @@ _PROBE_SIZE = 256  # multiple of 32: input size used to measure the strides of b
 
 class HubOfflineError(ConnectionError):
     """A keras-hub preset must be downloaded, and its host cannot be reached."""
-
-
-@dataclasses.dataclass(frozen=True)
-class HubLevel:
-    """One entry of a keras-hub backbone's `pyramid_outputs`.
-
-    Attributes:
-        key: the key in `pyramid_outputs` ("P2", "stage12", ...).
-        stride: input pixels per feature pixel (the patch size for tokens).
-        channels: channels (or token width) of the entry.
-        tokens: whether the entry is a token sequence (B, N, D) rather than a map (B, h, w, C).
-    """
-
-    key: str
-    stride: int
-    channels: int
-    tokens: bool
 
 
 def _import_keras_hub():
@@ -225,12 +208,17 @@ def _backbone_input(backbone):
     return inputs
 
 
-def hub_pyramid_levels(backbone) -> list[HubLevel]:
-    """The entries of a keras-hub backbone's `pyramid_outputs`, with measured strides.
+def hub_pyramid_levels(backbone) -> list[PyramidLevel]:
+    """The entries of a keras-hub backbone's `pyramid_outputs`, with measured strides, in their order.
 
     A map's stride is the input size over its size (measured at a
-    256 x 256 input when the backbone takes any size); token sequences are at
-    the backbone's `patch_size`.
+    256 x 256 input when the backbone takes any size); its level is named
+    "P<log2 stride>" (`PyramidLevel.at`), whatever keras-hub calls it (MiT's
+    "P1" is at stride 4). Token sequences are at the backbone's `patch_size`
+    and keep keras-hub's name ("stage4") as their key, with `tokens=True`.
+    Each level's `source` is its key in `pyramid_outputs`. Several entries
+    may share a stride (every transformer stage), so this is a list, not a
+    `FeaturePyramid`.
 
     Raises:
         ValueError: the backbone has no `pyramid_outputs`.
@@ -254,9 +242,10 @@ def hub_pyramid_levels(backbone) -> list[HubLevel]:
     levels = []
     for key, value in pyramid.items():
         if len(value.shape) == 4:
-            levels.append(HubLevel(key, int(round(height / sizes[key])), int(value.shape[-1]), tokens=False))
+            levels.append(PyramidLevel.at(int(round(height / sizes[key])), int(value.shape[-1]), source=key))
         else:
-            levels.append(HubLevel(key, int(getattr(backbone, "patch_size", 0)), int(value.shape[-1]), tokens=True))
+            stride = int(getattr(backbone, "patch_size", 0))
+            levels.append(PyramidLevel(key, stride, int(value.shape[-1]), source=key, tokens=True))
     return levels
 
 
@@ -316,9 +305,9 @@ def keras_hub_encoder(
         if missing:
             raise ValueError(
                 f"The pyramid of {backbone.name!r} has maps at strides {sorted(maps)} "
-                f"(keys {[lv.key for lv in levels]}), not at {missing}. Received: strides={strides}"
+                f"(keys {[lv.source for lv in levels]}), not at {missing}. Received: strides={strides}"
             )
-        outputs = [pyramid[maps[s].key] for s in strides]
+        outputs = [pyramid[maps[s].source] for s in strides]
     else:
         outputs = _token_outputs(backbone, levels, strides)
     features = keras.Model(backbone.input, outputs, name=f"{backbone.name}_pyramid")
@@ -331,7 +320,7 @@ def keras_hub_encoder(
     return keras.Model(inputs, list(result), name=name)
 
 
-def _token_outputs(backbone, levels: list[HubLevel], strides: tuple[int, ...]) -> list:
+def _token_outputs(backbone, levels: list[PyramidLevel], strides: tuple[int, ...]) -> list:
     """One transformer stage per stride (evenly spaced, ending at the last), as a map at that stride."""
     image = _backbone_input(backbone)
     height, width = image.shape[1], image.shape[2]
@@ -341,13 +330,13 @@ def _token_outputs(backbone, levels: list[HubLevel], strides: tuple[int, ...]) -
             f"The token backbone {backbone.name!r} needs a fixed `image_shape` and a `patch_size` to lay tokens "
             f"out on a grid. Received: image_shape={tuple(image.shape[1:])}, patch_size={patch}"
         )
-    stages = [level for level in levels if level.key != "stem"]  # "stem" holds the embeddings, before any stage
+    stages = [level for level in levels if level.source != "stem"]  # "stem" holds the embeddings, before any stage
     grid = (height // patch, width // patch)
     outputs = []
     for i, stride in enumerate(strides):
         level = stages[math.ceil(len(stages) * (i + 1) / len(strides)) - 1]
-        tokens = backbone.pyramid_outputs[level.key]
+        tokens = backbone.pyramid_outputs[level.source]
         prefix = int(tokens.shape[1]) - grid[0] * grid[1]
         size = (math.ceil(height / stride), math.ceil(width / stride))
-        outputs.append(TokensToMap(prefix, grid, size, name=f"{level.key}_to_stride{stride}")(tokens))
+        outputs.append(TokensToMap(prefix, grid, size, name=f"{level.source}_to_stride{stride}")(tokens))
     return outputs

@@ -31,8 +31,12 @@ pixel grid as the bilinear image, where OpenCV's INTER_NEAREST is shifted by
 up to half a source pixel), and the photometric distortion works in float32
 with clipping to [0, 255] instead of truncating to uint8 after each step.
 
+Each label's rules come from its task's kind (`keras_mtcl.kinds`): working
+dtype (`label_dtype`), padding (`pad_value`), the value change of a scale
+(`scale`) and of a flip (`flip`), and which pixels are valid (`valid_mask`).
+
 Examples inside this module are dicts with `"image"` (H, W, 3) float32 and one
-label per task in its working dtype (`LABEL_DTYPES`).
+label per task in its working dtype (the kind's `label_dtype`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ import types
 from typing import Mapping, Sequence
 
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
+from keras_mtcl.kinds import KINDS
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_mtcl.tasks import TaskSpec
 
@@ -59,18 +65,13 @@ HUE_DELTA = 18
 # Tasks whose crop is entirely ignored when it holds no foreground (value > 0) pixel.
 EMPTY_IGNORE_TASKS = ("human_parts",)
 
-# Dtypes labels are carried in through the augmentation and out of the pipelines.
-LABEL_DTYPES = types.MappingProxyType(
-    {"classes": tf.int32, "binary": tf.int32, "depth": tf.float32, "normals": tf.float32}
-)
-
 
 def _tasks_in(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -> list[TaskSpec]:
     return [t for t in tasks if t.name in example]
 
 
 def to_working_dtypes(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -> dict[str, tf.Tensor]:
-    """Keeps `"image"` and the tasks' labels; image to float32, labels to `LABEL_DTYPES`.
+    """Keeps `"image"` and the tasks' labels; image to float32, labels to their kind's `label_dtype`.
 
     Args:
         example: dict with `"image"` (H, W, 3) (uint8 0..255 or float) and labels.
@@ -78,13 +79,17 @@ def to_working_dtypes(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec
     """
     out = {"image": tf.cast(example["image"], tf.float32)}
     for task in _tasks_in(example, tasks):
-        out[task.name] = tf.cast(example[task.name], LABEL_DTYPES[task.kind])
+        out[task.name] = tf.cast(example[task.name], task.label_kind.label_dtype)
     return out
 
 
-def pad_value(task: TaskSpec) -> float:
-    """The value that pads a task's label: its ignore value for classes and binary, else 0."""
-    return float(task.ignore_value) if task.kind in ("classes", "binary") else 0.0
+def pad_fills(tasks: Sequence[TaskSpec], pad_values: Mapping[str, float] | None = None) -> dict[str, float]:
+    """{"image": fill, task: fill}: `pad_values` where given, else image 0 and each label its kind's `pad_value`."""
+    pad_values = dict(pad_values or {})
+    fills = {"image": float(pad_values.get("image", 0.0))}
+    for task in tasks:
+        fills[task.name] = float(pad_values.get(task.name, task.label_kind.pad_value(task.ignore_value)))
+    return fills
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -93,9 +98,10 @@ def pad_value(task: TaskSpec) -> float:
 def scale(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], factor) -> dict[str, tf.Tensor]:
     """Resizes an example by `factor` to `floor(H * factor) x floor(W * factor)`.
 
-    The image is resized bilinearly, every label by nearest neighbour; depth is
-    divided by `factor` (an object seen `factor` times larger is that much
-    closer), except its ignore value.
+    The image is resized bilinearly, every label by nearest neighbour, then
+    changed by its kind's `scale` rule where it has one (depth is divided by
+    `factor`: an object seen `factor` times larger is that much closer; the
+    ignore value stays).
 
     Args:
         example: dict with `"image"` (H, W, 3) float32 and labels (H, W, C).
@@ -112,8 +118,8 @@ def scale(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], factor) -
     out["image"] = tf.image.resize(example["image"], new_size, method="bilinear")
     for task in _tasks_in(example, tasks):
         label = tf.image.resize(example[task.name], new_size, method="nearest")
-        if task.kind == "depth":
-            label = tf.where(label == task.ignore_value, label, label / factor)
+        if task.label_kind.scale is not None:
+            label = task.label_kind.scale(label, factor, task.ignore_value)
         out[task.name] = label
     return out
 
@@ -123,10 +129,13 @@ def crop(example: Mapping[str, tf.Tensor], top, left, height, width) -> dict[str
     return {key: value[top : top + height, left : left + width] for key, value in example.items()}
 
 
-def _class_ratio_ok(label: tf.Tensor, ignore_value: int, max_ratio: float) -> tf.Tensor:
-    """True where at least two classes are present and none covers >= max_ratio of the valid pixels."""
-    flat = tf.reshape(label, [-1])
-    valid = tf.boolean_mask(flat, tf.logical_and(flat >= 0, flat != ignore_value))
+def _class_ratio_ok(label: tf.Tensor, task: TaskSpec, max_ratio: float) -> tf.Tensor:
+    """True where at least two classes are present and none covers >= max_ratio of the valid pixels.
+
+    Valid pixels are those of the task's kind rule (`TaskSpec.valid_mask`), as in the loss and metrics.
+    """
+    flat = tf.reshape(label, [-1, 1])
+    valid = tf.boolean_mask(flat[:, 0], task.valid_mask(flat, xp=tnp))
     counts = tf.math.bincount(valid, minlength=1, dtype=tf.int32)
     present = tf.math.count_nonzero(counts)
     total = tf.maximum(tf.reduce_sum(counts), 1)
@@ -139,7 +148,7 @@ def random_crop_window(
     image_size,
     crop_size: tuple[int, int],
     ratio_label: tf.Tensor | None = None,
-    ratio_ignore_value: int = 255,
+    ratio_spec: TaskSpec | None = None,
     cat_max_ratio: float = CAT_MAX_RATIO,
     tries: int = CROP_TRIES,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -156,7 +165,8 @@ def random_crop_window(
         image_size: (H, W) of the example.
         crop_size: (crop_height, crop_width).
         ratio_label: optional (H, W, 1) int class map checked by the rule.
-        ratio_ignore_value: label value excluded from the class counts.
+        ratio_spec: the task of `ratio_label` (required with it): only its
+            valid pixels (`TaskSpec.valid_mask`) are counted.
         cat_max_ratio: largest allowed share of one class; 1 turns the rule off.
         tries: windows checked before giving up.
 
@@ -178,11 +188,15 @@ def random_crop_window(
     if ratio_label is None or cat_max_ratio >= 1.0:
         top, left = window(0)
         return top, left, height, width
+    if ratio_spec is None:
+        raise ValueError(
+            "`ratio_spec` (the task of `ratio_label`) is required with `ratio_label`. Received: ratio_spec=None"
+        )
 
     def rejected(i):
         top, left = window(i)
         patch = ratio_label[top : top + height, left : left + width]
-        return tf.logical_not(_class_ratio_ok(patch, ratio_ignore_value, cat_max_ratio))
+        return tf.logical_not(_class_ratio_ok(patch, ratio_spec, cat_max_ratio))
 
     def keep_looking(i):
         return tf.cond(i < tries, lambda: rejected(i), lambda: tf.constant(False))
@@ -193,14 +207,14 @@ def random_crop_window(
 
 
 def flip_left_right(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -> dict[str, tf.Tensor]:
-    """Mirrors every tensor horizontally; the x component of normals changes sign (255 kept)."""
+    """Mirrors every tensor horizontally, then applies each label's kind `flip` rule where it has one.
+
+    Normals: the x component changes sign (the ignore value 255 is kept).
+    """
     out = {key: tf.reverse(value, axis=[1]) for key, value in example.items()}
     for task in _tasks_in(example, tasks):
-        if task.kind == "normals":
-            normals = out[task.name]
-            x = normals[..., :1]
-            x = tf.where(x == task.ignore_value, x, -x)
-            out[task.name] = tf.concat([x, normals[..., 1:]], axis=-1)
+        if task.label_kind.flip is not None:
+            out[task.name] = task.label_kind.flip(out[task.name], task.ignore_value)
     return out
 
 
@@ -327,21 +341,19 @@ def pad_to_size(
         tasks: specs of the labels in `example`.
         size: (height, width) to reach.
         pad_values: optional per-key fill values overriding the defaults
-            (image 0, classes/binary their ignore value, depth 0, normals 0).
+            (image 0, each label its kind's `pad_value`: classes/binary their
+            ignore value, depth 0, normals 0).
 
     Returns:
         (padded dict, top, left): top/left are where the original starts.
     """
-    pad_values = dict(pad_values or {})
     shape = tf.shape(example["image"])
     size = tf.cast(size, tf.int32)
     delta_h = tf.maximum(size[0] - shape[0], 0)
     delta_w = tf.maximum(size[1] - shape[1], 0)
     top, left = delta_h // 2, delta_w // 2
     paddings = [[top, delta_h - top], [left, delta_w - left], [0, 0]]
-    fills = {"image": float(pad_values.get("image", 0.0))}
-    for task in _tasks_in(example, tasks):
-        fills[task.name] = float(pad_values.get(task.name, pad_value(task)))
+    fills = pad_fills(_tasks_in(example, tasks), pad_values)
     out = {}
     for key, value in example.items():
         out[key] = tf.pad(value, paddings, constant_values=tf.cast(fills[key], value.dtype))
@@ -412,11 +424,12 @@ def check_train_options(
             f"`cat_max_ratio` must be in (0, 1] (1 turns the rule off). Received: cat_max_ratio={cat_max_ratio!r}"
         )
     if ratio_task is not None and ratio_task != "semseg":
-        kinds = {t.name: t.kind for t in tasks}
-        if kinds.get(ratio_task) != "classes":
+        discrete = [t.name for t in tasks if t.label_kind.discrete]
+        if ratio_task not in discrete:
+            kinds = [k.name for k in KINDS.values() if k.discrete]
             raise ValueError(
-                "`ratio_task` must name a `classes` task of `tasks` (or be None). "
-                f"Available: {[n for n, k in kinds.items() if k == 'classes']}. Received: ratio_task={ratio_task!r}"
+                f"`ratio_task` must name a task of `tasks` with class ids (kind {' or '.join(kinds)}), or be None. "
+                f"Available: {discrete}. Received: ratio_task={ratio_task!r}"
             )
     if int(crop_tries) < 1 or int(crop_tries) != crop_tries:
         raise ValueError(f"`crop_tries` must be a positive integer. Received: crop_tries={crop_tries!r}")
@@ -495,8 +508,9 @@ def train_transform(
         photometric: whether to apply the photometric distortion.
         cat_max_ratio: largest share of one class in the crop of `ratio_task`
             (retried `crop_tries` times); 1 turns the rule off.
-        ratio_task: the `classes` task the rule checks; the default `"semseg"`
-            turns the rule off when there is no semseg task.
+        ratio_task: the task with class ids (a discrete kind) the rule
+            checks; the default `"semseg"` turns the rule off when there is no
+            semseg task.
         crop_tries: crop windows checked by the class-ratio rule.
         brightness_delta: brightness shift bound (0..255 scale).
         contrast_range: range of the contrast gain.
@@ -511,7 +525,7 @@ def train_transform(
 
     Returns:
         (image, labels): image (crop_h, crop_w, 3) float32 normalised; labels
-        {task: (crop_h, crop_w, C)} in `LABEL_DTYPES`.
+        {task: (crop_h, crop_w, C)} in their kind's `label_dtype`.
     """
     check_train_options(
         tasks, crop_size, scale_range, flip_probability, cat_max_ratio, ratio_task, crop_tries,
@@ -526,14 +540,14 @@ def train_transform(
         factor = tf.constant(float(scale_range[0]))
     example = scale(example, tasks, factor)
 
-    ratio_spec = next((t for t in tasks if t.name == ratio_task and t.kind == "classes"), None)
+    ratio_spec = next((t for t in tasks if t.name == ratio_task and t.label_kind.discrete), None)
     ratio_label = example[ratio_spec.name] if ratio_spec is not None else None
     top, left, height, width = random_crop_window(
         seeds[1],
         tf.shape(example["image"])[:2],
         crop_size,
         ratio_label=ratio_label,
-        ratio_ignore_value=ratio_spec.ignore_value if ratio_spec is not None else 255,
+        ratio_spec=ratio_spec,
         cat_max_ratio=float(cat_max_ratio),
         tries=int(crop_tries),
     )

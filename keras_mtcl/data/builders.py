@@ -11,6 +11,7 @@ import pathlib
 
 import tensorflow_datasets as tfds
 
+from keras_mtcl import tasks as task_lib
 from keras_mtcl.data import decode
 from keras_mtcl.data.decode import MissingManualDownloadError
 
@@ -34,8 +35,8 @@ class ManualTaskBuilder(tfds.core.GeneratorBasedBuilder):
         return tuple(self.builder_config.tasks)
 
     def task_kinds(self) -> dict[str, str]:
-        """{task: label kind} of this config's examples."""
-        return {t: decode.TASK_KINDS[t] for t in self.tasks}
+        """{task: label kind name} of this config's examples (standard tasks: `keras_mtcl.tasks.get_task`)."""
+        return {t: task_lib.get_task(t).kind for t in self.tasks}
 
     def describe(self) -> str:
         """The dataset description of `info`."""

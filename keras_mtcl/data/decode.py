@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from keras_mtcl.tasks import IGNORE_INDEX
+from keras_mtcl.kinds import IGNORE_INDEX, get_kind
 
 logger = logging.getLogger("keras_mtcl.data")
 
@@ -496,16 +496,6 @@ def decode_binary(
 # ------------------------------------------------------------- tfds utilities
 
 
-TASK_KINDS = {
-    "semseg": "classes",
-    "human_parts": "classes",
-    "depth": "depth",
-    "normals": "normals",
-    "edge": "binary",
-    "saliency": "binary",
-}
-
-
 def config_name(tasks: Sequence[str]) -> str:
     """Name of a builder config holding `tasks`, e.g. `"semseg-depth"`."""
     return "-".join(tasks)
@@ -519,11 +509,15 @@ def task_subsets(tasks: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 def features_for(kinds: Mapping[str, str]):
-    """The tfds `FeaturesDict` of an example with the given {task: kind}.
+    """The tfds `FeaturesDict` of an example with the given {task: kind name}.
 
     "image" is stored as PNG (lossless: the pixels are those decoded from the
-    source files with Pillow), classes and binary labels as 1-channel PNG,
-    depth and normals as zlib-compressed float32 tensors.
+    source files with Pillow), each label as its kind's `tfds_feature`
+    (discrete kinds: 1-channel PNG; depth and normals: zlib-compressed
+    float32 tensors).
+
+    Raises:
+        ValueError: for an unknown kind name.
     """
     import tensorflow_datasets as tfds
 
@@ -532,14 +526,7 @@ def features_for(kinds: Mapping[str, str]):
         "id": tfds.features.Text(),
     }
     for task, kind in kinds.items():
-        if kind in ("classes", "binary"):
-            features[task] = tfds.features.Image(shape=(None, None, 1), dtype=np.uint8, encoding_format="png")
-        elif kind == "depth":
-            features[task] = tfds.features.Tensor(shape=(None, None, 1), dtype=np.float32, encoding="zlib")
-        elif kind == "normals":
-            features[task] = tfds.features.Tensor(shape=(None, None, 3), dtype=np.float32, encoding="zlib")
-        else:
-            raise ValueError(f"Unknown label kind for task {task!r}. Received: kind={kind!r}")
+        features[task] = get_kind(kind).tfds_feature()
     return tfds.features.FeaturesDict(features)
 
 
@@ -560,11 +547,11 @@ def png_bytes(array: np.ndarray, compress_level: int = 1) -> bytes:
 
 
 def to_tfds_example(example: Mapping[str, Any], kinds: Mapping[str, str]) -> dict:
-    """Replaces the image and the classes / binary labels of a numpy example by PNG bytes."""
+    """Replaces the image and the labels of discrete kinds ({task: kind name}) of a numpy example by PNG bytes."""
     out = dict(example)
     out["image"] = png_bytes(example["image"])
     for task, kind in kinds.items():
-        if kind in ("classes", "binary"):
+        if get_kind(kind).discrete:
             out[task] = png_bytes(example[task])
     return out
 

@@ -37,7 +37,8 @@ Manifest fields (unknown fields are refused):
 - `tasks` (required, at least one): {task name: entry}. A name is lower case
   letters, digits and `_`, starting with a letter; the standard names
   (`semseg`, `depth`, `normals`, `edge`, `saliency`, `human_parts`) get their
-  standard losses and weights in `task_specs`. Each entry has
+  standard losses and weights in `task_specs`, any other name its kind's loss
+  and metrics (`keras_mtcl.kinds`) with weight 1. Each entry has
   - `kind` (required): `"classes"`, `"depth"`, `"normals"` or `"binary"`.
   - `dir` (default: the task name) and `format`: `"png"` or `"npy"` (default
     `"png"`, `"npy"` for depth). File `<dir>/<id>.<format>`.
@@ -80,7 +81,7 @@ import json
 import pathlib
 import re
 import types
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import tensorflow_datasets as tfds
 
@@ -94,6 +95,7 @@ from keras_mtcl.data.decode import (
     PathLike,
     listing,
 )
+from keras_mtcl.kinds import get_kind
 
 MANIFEST_NAME = "manifest.json"
 IMAGE_FORMATS = ("png", "jpg")
@@ -102,12 +104,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _TOP_KEYS = {"name", "version", "images", "tasks", "splits"}
-_TASK_KEYS = {
-    "classes": {"kind", "dir", "format", "num_classes", "ignore_value", "zero_is_ignore"},
-    "depth": {"kind", "dir", "format", "scale"},
-    "normals": {"kind", "dir", "format"},
-    "binary": {"kind", "dir", "format", "positive_value", "ignore_value"},
-}
+# Fields of every task entry; each kind's schema (`_SCHEMAS`) adds its own.
+_ENTRY_KEYS = frozenset({"kind", "dir", "format"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,48 +158,128 @@ def _int_field(path, where: str, value: Any, low: int, high: int, allow_none: bo
     return value
 
 
+# ----------------------------------------------------------------------------- task entries per kind
+# Field parsers: (manifest path, "tasks.<name>", entry, format) -> {TaskEntry field: value}.
+
+
+def _classes_fields(path, where: str, entry: Mapping, fmt: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    fields["num_classes"] = _int_field(path, f"{where}.num_classes", entry["num_classes"], 2, 255)
+    fields["ignore_value"] = _int_field(path, f"{where}.ignore_value", entry.get("ignore_value", 255), 0,
+                                        65535, allow_none=True)
+    zero = entry.get("zero_is_ignore", False)
+    if not isinstance(zero, bool):
+        raise _fail(path, f"{where}.zero_is_ignore must be true or false. Received: zero_is_ignore={zero!r}")
+    fields["zero_is_ignore"] = zero
+    if fields["ignore_value"] is not None and fields["ignore_value"] < fields["num_classes"] + zero:
+        raise _fail(path, f"{where}.ignore_value must not be a class id (0..{fields['num_classes'] - 1 + zero}"
+                    f" are stored classes). Received: ignore_value={fields['ignore_value']}")
+    return fields
+
+
+def _depth_fields(path, where: str, entry: Mapping, fmt: str) -> dict[str, Any]:
+    scale = entry.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise _fail(path, f"{where}.scale must be a number > 0 (stored units per metre). Received: scale={scale!r}")
+    return {"scale": float(scale)}
+
+
+def _normals_fields(path, where: str, entry: Mapping, fmt: str) -> dict[str, Any]:
+    return {}
+
+
+def _binary_fields(path, where: str, entry: Mapping, fmt: str) -> dict[str, Any]:
+    default = 255 if fmt == "png" else 1
+    fields: dict[str, Any] = {}
+    fields["positive_value"] = _int_field(path, f"{where}.positive_value", entry.get("positive_value", default),
+                                          1, 65535)
+    fields["ignore_value"] = _int_field(path, f"{where}.ignore_value", entry.get("ignore_value"), 0, 65535,
+                                        allow_none=True)
+    if fields["ignore_value"] in (0, fields["positive_value"]):
+        raise _fail(path, f"{where}.ignore_value must differ from 0 and positive_value. "
+                    f"Received: ignore_value={fields['ignore_value']}")
+    return fields
+
+
+# Decoders: (entry, stored array, file) -> label in the package conventions (`keras_mtcl.data.decode`).
+
+
+def _decode_classes(entry: TaskEntry, raw, path: PathLike):
+    return decode.decode_classes(raw, path, entry.num_classes, entry.name, ignore_value=entry.ignore_value,
+                                 zero_is_ignore=entry.zero_is_ignore)
+
+
+def _decode_depth(entry: TaskEntry, raw, path: PathLike):
+    return decode.decode_depth(raw, path, scale=entry.scale)
+
+
+def _decode_normals(entry: TaskEntry, raw, path: PathLike):
+    if entry.format == "npy":
+        return decode.decode_normals_float(raw, path)
+    return decode.decode_normals_8bit(raw, path)
+
+
+def _decode_binary(entry: TaskEntry, raw, path: PathLike):
+    return decode.decode_binary(raw, path, entry.name, positive=entry.positive_value, ignore_value=entry.ignore_value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _EntrySchema:
+    """How a manifest task entry of one label kind is written and read.
+
+    Attributes:
+        keys: fields allowed besides `kind`, `dir` and `format`.
+        required: fields required besides `kind`.
+        default_format: `format` when the entry does not say.
+        fields: `(manifest path, where, entry, format) -> {TaskEntry field: value}`.
+        decode: `(entry, stored array, file) -> label` in the package conventions.
+    """
+
+    keys: frozenset
+    required: tuple[str, ...]
+    default_format: str
+    fields: Callable
+    decode: Callable
+
+
+# Manifest schema. A manifest names each task's kind by its name (`"kind": "classes"`),
+# so the file format is the one place of this module keyed by kind name: this
+# table. Everything else about a kind comes from `keras_mtcl.kinds`; a new kind is
+# written in manifests once it has an entry here (a test checks the table covers
+# `keras_mtcl.kinds.KINDS`).
+_SCHEMAS: Mapping[str, _EntrySchema] = types.MappingProxyType(
+    {
+        "classes": _EntrySchema(
+            frozenset({"num_classes", "ignore_value", "zero_is_ignore"}), ("num_classes",), "png",
+            _classes_fields, _decode_classes,
+        ),
+        "depth": _EntrySchema(frozenset({"scale"}), (), "npy", _depth_fields, _decode_depth),
+        "normals": _EntrySchema(frozenset(), (), "png", _normals_fields, _decode_normals),
+        "binary": _EntrySchema(
+            frozenset({"positive_value", "ignore_value"}), (), "png", _binary_fields, _decode_binary
+        ),
+    }
+)  # fmt: skip
+
+
 def _task_entry(path, name: str, entry: Any) -> TaskEntry:
     where = f"tasks.{name}"
     if not isinstance(name, str) or not _TASK_NAME.match(name) or name in ("image", "id") + task_lib.RESERVED_NAMES:
         raise _fail(path, f"task names are lower case letters, digits and '_' (not 'image', 'id' or "
                     f"{list(task_lib.RESERVED_NAMES)}). Received: name={name!r}")
-    if not isinstance(entry, Mapping) or entry.get("kind") not in _TASK_KEYS:
+    if not isinstance(entry, Mapping) or entry.get("kind") not in _SCHEMAS:
         kind = entry.get("kind") if isinstance(entry, Mapping) else None
-        raise _fail(path, f"{where}.kind must be one of {list(_TASK_KEYS)}. Received: kind={kind!r}")
-    kind = entry["kind"]
-    _check_keys(path, where, entry, _TASK_KEYS[kind], ["kind"] + (["num_classes"] if kind == "classes" else []))
-    fmt = entry.get("format", "npy" if kind == "depth" else "png")
+        raise _fail(path, f"{where}.kind must be one of {list(_SCHEMAS)}. Received: kind={kind!r}")
+    schema = _SCHEMAS[entry["kind"]]
+    _check_keys(path, where, entry, _ENTRY_KEYS | schema.keys, ["kind", *schema.required])
+    fmt = entry.get("format", schema.default_format)
     if fmt not in LABEL_FORMATS:
         raise _fail(path, f"{where}.format must be one of {list(LABEL_FORMATS)}. Received: format={fmt!r}")
     folder = entry.get("dir", name)
     if not isinstance(folder, str) or not folder:
         raise _fail(path, f"{where}.dir must be a non-empty relative path. Received: dir={folder!r}")
-    fields: dict[str, Any] = {"name": name, "kind": kind, "dir": folder, "format": fmt}
-    if kind == "classes":
-        fields["num_classes"] = _int_field(path, f"{where}.num_classes", entry["num_classes"], 2, 255)
-        fields["ignore_value"] = _int_field(path, f"{where}.ignore_value", entry.get("ignore_value", 255), 0,
-                                            65535, allow_none=True)
-        zero = entry.get("zero_is_ignore", False)
-        if not isinstance(zero, bool):
-            raise _fail(path, f"{where}.zero_is_ignore must be true or false. Received: zero_is_ignore={zero!r}")
-        fields["zero_is_ignore"] = zero
-        if fields["ignore_value"] is not None and fields["ignore_value"] < fields["num_classes"] + zero:
-            raise _fail(path, f"{where}.ignore_value must not be a class id (0..{fields['num_classes'] - 1 + zero}"
-                        f" are stored classes). Received: ignore_value={fields['ignore_value']}")
-    elif kind == "depth":
-        scale = entry.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-            raise _fail(path, f"{where}.scale must be a number > 0 (stored units per metre). Received: scale={scale!r}")
-        fields["scale"] = float(scale)
-    elif kind == "binary":
-        default = 255 if fmt == "png" else 1
-        fields["positive_value"] = _int_field(path, f"{where}.positive_value", entry.get("positive_value", default),
-                                              1, 65535)
-        fields["ignore_value"] = _int_field(path, f"{where}.ignore_value", entry.get("ignore_value"), 0, 65535,
-                                            allow_none=True)
-        if fields["ignore_value"] in (0, fields["positive_value"]):
-            raise _fail(path, f"{where}.ignore_value must differ from 0 and positive_value. "
-                        f"Received: ignore_value={fields['ignore_value']}")
+    fields: dict[str, Any] = {"name": name, "kind": entry["kind"], "dir": folder, "format": fmt}
+    fields.update(schema.fields(path, where, entry, fmt))
     return TaskEntry(**fields)
 
 
@@ -303,33 +381,29 @@ def read_manifest(root: PathLike) -> Manifest:
 
 
 def task_specs(manifest: Manifest) -> list[task_lib.TaskSpec]:
-    """`TaskSpec`s of a manifest's tasks: standard names keep their losses and weights."""
+    """`TaskSpec`s of a manifest's tasks, in manifest order.
+
+    A task with a standard name and that task's kind is built by its builder
+    (`keras_mtcl.tasks.get_task`: standard loss, weight and metrics). Any other
+    task is `TaskSpec(name, kind, channels=num_classes)`: its kind gives the
+    loss, the metrics and the output channels, as for a standard task of the
+    kind, with loss weight 1.
+    """
     specs = []
     for entry in manifest.tasks.values():
-        if entry.name in task_lib.TASK_BUILDERS and task_lib.get_task(entry.name).kind == entry.kind:
-            kwargs = {"num_classes": entry.num_classes} if entry.kind == "classes" else {}
-            specs.append(task_lib.get_task(entry.name, **kwargs))
-            continue
-        channels = {"classes": entry.num_classes, "depth": 1, "normals": 3, "binary": 1}[entry.kind]
-        loss = {"classes": "cross_entropy", "depth": "depth_l1", "normals": "normals_l1", "binary": "balanced_bce"}
-        specs.append(task_lib.TaskSpec(name=entry.name, kind=entry.kind, channels=channels, loss=loss[entry.kind],
-                                       higher_is_better=entry.kind in ("classes", "binary")))
+        classes = {} if entry.num_classes is None else {"num_classes": entry.num_classes}
+        standard = entry.name in task_lib.TASK_BUILDERS
+        if standard and task_lib.get_task(entry.name).label_kind is get_kind(entry.kind):
+            specs.append(task_lib.get_task(entry.name, **classes))
+        else:
+            specs.append(task_lib.TaskSpec(name=entry.name, kind=entry.kind, channels=entry.num_classes))
     return specs
 
 
 def decode_label(entry: TaskEntry, path: PathLike) -> Any:
     """Reads and decodes one label file of a manifest task into the package conventions."""
     raw = decode.read_npy(path) if entry.format == "npy" else decode.read_png(path)
-    if entry.kind == "classes":
-        return decode.decode_classes(raw, path, entry.num_classes, entry.name, ignore_value=entry.ignore_value,
-                                     zero_is_ignore=entry.zero_is_ignore)
-    if entry.kind == "depth":
-        return decode.decode_depth(raw, path, scale=entry.scale)
-    if entry.kind == "normals":
-        if entry.format == "npy":
-            return decode.decode_normals_float(raw, path)
-        return decode.decode_normals_8bit(raw, path)
-    return decode.decode_binary(raw, path, entry.name, positive=entry.positive_value, ignore_value=entry.ignore_value)
+    return _SCHEMAS[entry.kind].decode(entry, raw, path)
 
 
 def _files(root: pathlib.Path, manifest: Manifest, image_id: str) -> dict[str, pathlib.Path]:
@@ -445,15 +519,15 @@ class MultiTaskFolder(ManualTaskBuilder):
         self.info.metadata.update(
             {
                 "tasks": list(self.tasks),
-                "kinds": {n: e.kind for n, e in self.manifest.tasks.items()},
-                "num_classes": {n: e.num_classes for n, e in self.manifest.tasks.items() if e.kind == "classes"},
+                "kinds": self.task_kinds(),
+                "num_classes": {n: e.num_classes for n, e in self.manifest.tasks.items() if e.num_classes is not None},
                 "empty_splits": empty,
             }
         )
         return {s: self._generate_examples(root, ids) for s, ids in splits.items() if ids}
 
     def _generate_examples(self, root, ids) -> Iterator[tuple[str, dict]]:
-        kinds = {n: e.kind for n, e in self.manifest.tasks.items()}
+        kinds = self.task_kinds()
         for image_id in ids:
             yield image_id, decode.to_tfds_example(read_example(root, self.manifest, image_id), kinds)
 

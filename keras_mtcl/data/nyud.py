@@ -370,9 +370,10 @@ class NyudMultiTask(ManualTaskBuilder):
         return {s: self._generate_examples(root, layout, ids) for s, ids in splits.items() if ids}
 
     def _generate_examples(self, root, layout, ids) -> Iterator[tuple[str, dict]]:
+        kinds = self.task_kinds()
         for image_id in ids:
             example = read_example(root, layout, image_id, self.tasks)
-            yield image_id, decode.to_tfds_example(example, {t: decode.TASK_KINDS[t] for t in self.tasks})
+            yield image_id, decode.to_tfds_example(example, kinds)
 
 
 def prepare(

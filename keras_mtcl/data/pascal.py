@@ -608,7 +608,7 @@ class PascalContextMultiTask(ManualTaskBuilder):
         return {s: self._generate_examples(root, ids, index) for s, ids in splits.items() if ids}
 
     def _generate_examples(self, root, ids, index) -> Iterator[tuple[str, dict]]:
-        kinds = {t: decode.TASK_KINDS[t] for t in self.tasks}
+        kinds = self.task_kinds()
         for image_id in ids:
             example = read_example(root, image_id, self.tasks, person_index=index)
             yield image_id, decode.to_tfds_example(example, kinds)

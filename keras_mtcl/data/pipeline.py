@@ -48,13 +48,6 @@ META_KEYS = ("id", "height", "width", "top", "left")
 _INTEGER_DTYPES = (tf.uint8, tf.uint16, tf.int8, tf.int16, tf.int32, tf.int64)
 _FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 
-_DECODING_HINTS = {
-    "classes": "class ids 0..C-1 with {ignore} = ignore, any integer dtype",
-    "binary": "values 0/1 with {ignore} = ignore, any integer dtype",
-    "depth": "float metres with 0 = invalid",
-    "normals": "float unit vectors (decode 8-bit maps with 2 * x / 255 - 1), zero vector = invalid",
-}
-
 
 class ExampleFormatError(ValueError):
     """Dataset examples do not have the keys, dtypes or shapes the pipeline needs."""
@@ -90,7 +83,8 @@ def check_element_spec(element_spec: Any, tasks: Sequence[TaskSpec]) -> None:
         raise ExampleFormatError(f"'id' must be a string. Received: id={element_spec['id']!r}")
     for task in tasks:
         spec = element_spec.get(task.name)
-        hint = _DECODING_HINTS[task.kind].format(ignore=task.ignore_value)
+        kind = task.label_kind
+        hint = kind.description.format(ignore=task.ignore_value)
         if spec is None:
             raise ExampleFormatError(
                 f"Task '{task.name}' has no label in the dataset's examples. Available keys: "
@@ -104,13 +98,13 @@ def check_element_spec(element_spec: Any, tasks: Sequence[TaskSpec]) -> None:
             )
         if spec.shape[-1] not in (task.label_channels, None):
             raise ExampleFormatError(
-                f"Label '{task.name}' ({task.kind}) must have {task.label_channels} channel(s): {hint}. "
+                f"Label '{task.name}' ({kind.name}) must have {task.label_channels} channel(s): {hint}. "
                 f"Received: {task.name}={spec!r}"
             )
-        allowed = _INTEGER_DTYPES if task.kind in ("classes", "binary") else _FLOAT_DTYPES
+        allowed, family = (_INTEGER_DTYPES, "an integer") if kind.discrete else (_FLOAT_DTYPES, "a float")
         if spec.dtype not in allowed:
             raise ExampleFormatError(
-                f"Label '{task.name}' ({task.kind}) has dtype {spec.dtype.name}; expected {hint}. "
+                f"Label '{task.name}' ({kind.name}) has dtype {spec.dtype.name}; expected {family} dtype: {hint}. "
                 f"Received: {task.name}={spec!r}"
             )
 
@@ -144,25 +138,26 @@ def check_example(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -
                          "of the image's size. Resize the label to the image (nearest neighbour) when decoding."],
             )
         )  # fmt: skip
-        if task.kind in ("classes", "binary"):
-            top = task.channels - 1 if task.kind == "classes" else 1
+        kind = task.label_kind
+        value_range = kind.value_range(task.channels)
+        if value_range is not None:
+            bottom, top = value_range
             values = tf.cast(label, tf.int64)
-            in_range = tf.reduce_all(((values >= 0) & (values <= top)) | (values == ignore))
+            in_range = tf.reduce_all(((values >= bottom) & (values <= top)) | (values == ignore))
             low, high = tf.reduce_min(values), tf.reduce_max(values)
-            problem = [f"has values outside 0..{top} and the ignore value {ignore} (min ", low, ", max ", high, "). "]
-            fix = [f"Decode labels to 0..{top} with {ignore} = ignore, or give the task the right number of classes."]
+            span = f"{bottom}..{top}"
+            problem = [f"has values outside {span} and the ignore value {ignore} (min ", low, ", max ", high, "). "]
+            fix = [f"Decode labels to {span} with {ignore} = ignore, or give the task the right number of classes."]
             checks.append(_assert(in_range, where + problem + fix))
-        elif task.kind == "depth":
-            values = tf.cast(label, tf.float32)
-            valid = tf.reduce_all(tf.math.is_finite(values) & (values >= 0))
-            problem = ["has NaN, infinite or negative depth. "]
-            fix = ["Depth must be finite metres >= 0, with 0 marking pixels without a measurement."]
-            checks.append(_assert(valid, where + problem + fix))
         else:
-            finite = tf.reduce_all(tf.math.is_finite(tf.cast(label, tf.float32)))
-            problem = ["has NaN or infinite normals. "]
-            fix = ["Mark invalid pixels with the zero vector instead."]
-            checks.append(_assert(finite, where + problem + fix))
+            values = tf.cast(label, tf.float32)
+            valid = tf.math.is_finite(values)
+            problem = "has NaN or infinite values. "
+            if kind.min_value is not None:
+                valid &= values >= kind.min_value
+                problem = f"has NaN or infinite values, or values below {kind.min_value:g}. "
+            fix = f"Expected {kind.description.format(ignore=ignore)}."
+            checks.append(_assert(tf.reduce_all(valid), where + [problem, fix]))
     with tf.control_dependencies(checks):
         return {key: tf.identity(value) for key, value in example.items()}
 
@@ -246,7 +241,7 @@ def train_pipeline(
             (brightness, contrast, saturation, hue, each with p = 0.5).
         cat_max_ratio: crops are redrawn (up to `crop_tries` times) while one
             class of `ratio_task` covers this share or more; 1 = off.
-        ratio_task: `classes` task checked by `cat_max_ratio`; the default
+        ratio_task: task with class ids (a discrete kind) checked by `cat_max_ratio`; the default
             "semseg" is skipped when there is no semseg task.
         crop_tries: crop windows checked by the class-ratio rule.
         brightness_delta: brightness shift bound (0..255 scale).
@@ -416,7 +411,7 @@ def eval_pipeline(
     augment.check_pad_values(tasks, pad_values)
     check_element_spec(dataset.element_spec, tasks)
     multiple = int(pad_multiple or 1)
-    fills = dict(pad_values or {})
+    fills = augment.pad_fills(tasks, pad_values)
 
     def transform(example):
         example_id = example.get("id", tf.constant(""))
@@ -436,11 +431,8 @@ def eval_pipeline(
         ds = ds.map(_no_autograph(lambda ex: check_example(ex, tasks)))
     ds = ds.map(_no_autograph(transform), num_parallel_calls=num_parallel_calls, deterministic=True)
     padding = (
-        tf.constant(float(fills.get("image", 0.0)), tf.float32),
-        {
-            t.name: tf.cast(float(fills.get(t.name, augment.pad_value(t))), augment.LABEL_DTYPES[t.kind])
-            for t in tasks
-        },
+        tf.constant(fills["image"], tf.float32),
+        {t.name: tf.cast(fills[t.name], t.label_kind.label_dtype) for t in tasks},
         {"id": tf.constant(""), **{k: tf.constant(0, tf.int32) for k in META_KEYS[1:]}},
     )
     ds = ds.padded_batch(batch_size, padding_values=padding)

@@ -1,17 +1,14 @@
-"""Multi-task decoders ("frameworks"): from a backbone's feature pyramid to per-task outputs.
+"""Multi-task decoders: from a backbone's feature pyramid to per-task outputs.
 
-A decoder is a Keras layer built from the task list. Called on the list of
-backbone feature maps (finest first), it returns a dict:
-
-- `"predictions"`: {task: (B, h, w, C_task)} final predictions at the
-  decoder's output resolution (the model resizes them to the input size);
-- `"features"`: {task: (B, h, w, C_f)} the last task-specific feature map
-  before each task's prediction layer (what the contrastive regularizer
-  reads; METHOD.md section 7);
-- `"auxiliary"`: {group: {task: prediction}} intermediate predictions for
-  deep supervision (empty for the baseline), computed in training.
-
-Decoders know nothing of datasets or of the regularizer.
+A decoder is a `keras_mtcl.decoders.base.Decoder` layer built from the task
+list and registered by name (`register_decoder`). Called on the backbone's
+list of feature maps (finest first, `keras_mtcl.backbones.pyramid`), it
+returns `"predictions"`, `"features"` (the task features F_t the
+regularizer reads) and `"auxiliary"` (deep-supervision outputs, computed only
+when asked, in training). Decoders know nothing of datasets or of the
+regularizer. A new decoder is one file with a `Decoder` subclass and
+`@register_decoder("name")`; the contract harness (`keras_mtcl.testing`)
+checks every registered one against every backbone.
 """
 
 from __future__ import annotations
@@ -24,9 +21,13 @@ _REGISTRY: dict[str, Callable[..., keras.layers.Layer]] = {}
 
 
 def register_decoder(name: str):
-    """Decorator registering a decoder class under a framework name."""
+    """Decorator registering a `Decoder` subclass under `name`."""
 
     def decorator(cls):
+        from keras_mtcl.decoders.base import Decoder
+
+        if not (isinstance(cls, type) and issubclass(cls, Decoder)):
+            raise ValueError(f"A registered decoder must subclass keras_mtcl.decoders.base.Decoder. Received: {cls!r}")
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"A decoder named {name!r} is already registered. Received: name={name!r}")
         _REGISTRY[name] = cls
@@ -40,14 +41,14 @@ def _load_builtin():
 
 
 def list_decoders() -> list[str]:
-    """Names of the registered frameworks."""
+    """Names of the registered decoders."""
     _load_builtin()
     return sorted(_REGISTRY)
 
 
-def get_decoder(framework: str, tasks, **options) -> keras.layers.Layer:
-    """Builds the decoder of `framework` for `tasks` with its keyword `options`."""
+def get_decoder(name: str, tasks, **options) -> keras.layers.Layer:
+    """Builds the decoder registered as `name` for `tasks` with its keyword `options`."""
     _load_builtin()
-    if framework not in _REGISTRY:
-        raise ValueError(f"Unknown framework. Expected one of {sorted(_REGISTRY)}. Received: framework={framework!r}")
-    return _REGISTRY[framework](tasks=tasks, **options)
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown decoder. Expected one of {sorted(_REGISTRY)}. Received: decoder={name!r}")
+    return _REGISTRY[name](tasks=tasks, **options)

@@ -6,13 +6,13 @@ import keras
 from keras import layers, ops
 
 from keras_mtcl.decoders import register_decoder
+from keras_mtcl.decoders.base import Decoder
 from keras_mtcl.layers import ConvBNReLU, resize_to
-from keras_mtcl.tasks import TaskSpec, validate_tasks
 
 
 @register_decoder("baseline")
 @keras.saving.register_keras_serializable(package="keras_mtcl")
-class BaselineDecoder(layers.Layer):
+class BaselineDecoder(Decoder):
     """Multi-task baseline of MTL-PyTorch: concatenate the pyramid, one head per task.
 
     All backbone features are upsampled (bilinear) to the finest map and
@@ -29,17 +29,16 @@ class BaselineDecoder(layers.Layer):
 
     Input: list of (B, H_i, W_i, C_i) maps, finest first.
     Output: dict with `"predictions"` {task: (B, H_0, W_0, C_task)},
-    `"features"` {task: (B, H_0, W_0, head_channels)} and `"auxiliary"` {}.
+    `"features"` {task: (B, H_0, W_0, head_channels)} and `"auxiliary"` {}
+    (no deep supervision).
     """
 
     def __init__(self, tasks, head_channels: int | None = None, head_kernel_size: int = 1, **kwargs):
-        super().__init__(**kwargs)
-        specs = validate_tasks(tasks)
+        super().__init__(tasks, **kwargs)
         if head_channels is not None and int(head_channels) < 1:
             raise ValueError(f"`head_channels` must be >= 1 or None. Received: head_channels={head_channels}")
         if int(head_kernel_size) < 1:
             raise ValueError(f"`head_kernel_size` must be >= 1. Received: head_kernel_size={head_kernel_size}")
-        self.task_specs: tuple[TaskSpec, ...] = tuple(specs)
         self.head_channels = None if head_channels is None else int(head_channels)
         self.head_kernel_size = int(head_kernel_size)
         self.hidden_layers = []
@@ -60,12 +59,11 @@ class BaselineDecoder(layers.Layer):
             self.hidden_layers.append(hidden)
             self.output_layers.append(out)
 
-    def feature_shapes(self, feature_shapes) -> dict[str, tuple]:
-        """{task: shape of F_t} for backbone feature shapes."""
+    def task_feature_shapes(self, feature_shapes) -> dict[str, tuple]:
         shape = tuple(feature_shapes[0][:-1]) + (self._hidden_channels(feature_shapes),)
         return {task.name: shape for task in self.task_specs}
 
-    def call(self, features, training=None):
+    def decode(self, features, training=None, auxiliary=False):
         size = ops.shape(features[0])[1:3]
         x = ops.concatenate([features[0]] + [resize_to(f, size) for f in features[1:]], axis=-1)
         predictions, task_features = {}, {}
@@ -76,9 +74,5 @@ class BaselineDecoder(layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            tasks=[t.get_config() for t in self.task_specs],
-            head_channels=self.head_channels,
-            head_kernel_size=self.head_kernel_size,
-        )
+        config.update(head_channels=self.head_channels, head_kernel_size=self.head_kernel_size)
         return config

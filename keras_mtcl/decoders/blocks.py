@@ -213,7 +213,8 @@ class InitialPrediction(layers.Layer):
         channels: channels of each task's refined features.
 
     Input: (B, H, W, C) shared features [, {task: (B, H/2, W/2, C')}].
-    Output: ({task: features (B, H, W, channels)}, {task: prediction (B, H, W, C_task)}).
+    Output: ({task: features (B, H, W, channels)}, {task: prediction (B, H, W, C_task)}); the
+    predictions (deep supervision only) are computed when `predict=True`, else `{}`.
     """
 
     def __init__(self, task_names, task_channels, channels: int, **kwargs):
@@ -234,15 +235,16 @@ class InitialPrediction(layers.Layer):
             for t, c in zip(self.task_names, self.task_channels)
         ]
 
-    def call(self, shared, previous=None, training=None):
+    def call(self, shared, previous=None, training=None, predict=True):
         features, predictions = {}, {}
-        for name, refine, predict in zip(self.task_names, self.refiners, self.predictors):
+        for name, refine, predictor in zip(self.task_names, self.refiners, self.predictors):
             x = shared
             if previous is not None:
                 size = ops.shape(shared)[1:3]
                 x = ops.concatenate([shared, resize_to(previous[name], size)], axis=-1)
             features[name] = refine(x, training=training)
-            predictions[name] = predict(features[name])
+            if predict:
+                predictions[name] = predictor(features[name])
         return features, predictions
 
     def get_config(self):
@@ -299,8 +301,8 @@ class FeaturePropagation(layers.Layer):
         return config
 
 
-def build_by_tracing(layer: layers.Layer, *input_shapes) -> None:
+def build_by_tracing(layer: layers.Layer, *input_shapes, **call_kwargs) -> None:
     """Creates every weight of `layer` by running its `call` on symbolic inputs of the given shapes."""
     symbolic = keras.tree.map_shape_structure(lambda s: keras.KerasTensor(s), input_shapes)
     # Layer.compute_output_spec traces `call` symbolically; sublayers build on the way.
-    layer.compute_output_spec(*symbolic)
+    layer.compute_output_spec(*symbolic, **call_kwargs)

@@ -6,6 +6,7 @@ import keras
 from keras import layers, ops
 
 from keras_mtcl.decoders import register_decoder
+from keras_mtcl.decoders.base import Decoder
 from keras_mtcl.decoders.blocks import (
     FeaturePropagation,
     InitialPrediction,
@@ -13,17 +14,17 @@ from keras_mtcl.decoders.blocks import (
     build_by_tracing,
 )
 from keras_mtcl.layers import ConvBNReLU, resize_to
-from keras_mtcl.tasks import TaskSpec, validate_tasks
 
 
 @register_decoder("mtinet")
 @keras.saving.register_keras_serializable(package="keras_mtcl")
-class MTINetDecoder(layers.Layer):
+class MTINetDecoder(Decoder):
     """MTI-Net: multi-scale initial predictions, propagation, distillation, aggregation.
 
     From the coarsest backbone scale to the finest: per task, an initial
     prediction module (two BasicBlocks to the scale's channel count, 1x1
-    prediction conv; deeply supervised as `"auxiliary"` group `scale_<i>`)
+    prediction conv; deeply supervised as `"auxiliary"` group `scale_<i>`,
+    computed in training only)
     whose input is the backbone map concatenated with the task's propagated
     features from the coarser scale (upsampled); a feature propagation module
     (FPM) passes the tasks' features to the next finer scale. Each scale then
@@ -39,11 +40,8 @@ class MTINetDecoder(layers.Layer):
     at the finest scale; `"auxiliary"`: {"scale_<i>": {task: prediction}}.
     """
 
-    has_auxiliary = True
-
     def __init__(self, tasks, **kwargs):
-        super().__init__(**kwargs)
-        self.task_specs: tuple[TaskSpec, ...] = tuple(validate_tasks(tasks))
+        super().__init__(tasks, **kwargs)
         self.scales, self.propagations, self.distillations = [], [], []
         self.hidden_layers, self.output_layers = [], []
 
@@ -63,19 +61,24 @@ class MTINetDecoder(layers.Layer):
             self.hidden_layers.append(ConvBNReLU(total, 1, name=f"{t.name}_hidden", dtype=self.dtype_policy))
             self.output_layers.append(layers.Conv2D(t.channels, 1, name=f"{t.name}_out", dtype=self.dtype_policy))
         self.propagations = [p for p in self.propagations if p is not None]
-        build_by_tracing(self, [tuple(s) for s in feature_shapes])
+        build_by_tracing(self, [tuple(s) for s in feature_shapes], auxiliary=True)
 
-    def feature_shapes(self, feature_shapes) -> dict[str, tuple]:
+    def auxiliary_groups(self, feature_shapes) -> tuple[str, ...]:
+        return tuple(f"scale_{i}" for i in range(len(feature_shapes)))
+
+    def task_feature_shapes(self, feature_shapes) -> dict[str, tuple]:
         shape = tuple(feature_shapes[0][:-1]) + (sum(int(s[-1]) for s in feature_shapes),)
         return {t.name: shape for t in self.task_specs}
 
-    def call(self, features, training=None):
+    def decode(self, features, training=None, auxiliary=False):
         num_scales = len(features)
         scale_features = [None] * num_scales
-        auxiliary = {}
+        auxiliary_outputs = {}
         propagated = None
         for i in reversed(range(num_scales)):
-            scale_features[i], auxiliary[f"scale_{i}"] = self.scales[i](features[i], propagated, training=training)
+            scale_features[i], predictions = self.scales[i](features[i], propagated, training=training, predict=auxiliary)
+            if auxiliary:
+                auxiliary_outputs[f"scale_{i}"] = predictions
             if i > 0:
                 propagated = self.propagations[i - 1](scale_features[i], training=training)
         distilled = [self.distillations[i](scale_features[i]) for i in range(num_scales)]
@@ -85,9 +88,4 @@ class MTINetDecoder(layers.Layer):
             maps = [distilled[0][task.name]] + [resize_to(d[task.name], size) for d in distilled[1:]]
             task_features[task.name] = hidden(ops.concatenate(maps, axis=-1), training=training)
             predictions[task.name] = out(task_features[task.name])
-        return {"predictions": predictions, "features": task_features, "auxiliary": auxiliary}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(tasks=[t.get_config() for t in self.task_specs])
-        return config
+        return {"predictions": predictions, "features": task_features, "auxiliary": auxiliary_outputs}

@@ -6,20 +6,20 @@ import keras
 from keras import layers, ops
 
 from keras_mtcl.decoders import register_decoder
+from keras_mtcl.decoders.base import Decoder
 from keras_mtcl.decoders.blocks import Bottleneck, InitialPrediction, MultiModalDistillation, build_by_tracing
 from keras_mtcl.layers import resize_to
-from keras_mtcl.tasks import TaskSpec, validate_tasks
 
 
 @register_decoder("padnet")
 @keras.saving.register_keras_serializable(package="keras_mtcl")
-class PADNetDecoder(layers.Layer):
+class PADNetDecoder(Decoder):
     """PAD-Net: initial per-task predictions, multi-modal distillation, final heads.
 
     The backbone pyramid is upsampled to its finest map and concatenated.
     Per task, two BasicBlocks map it to `channels` features and a 1x1 conv
     gives the initial prediction (deeply supervised, `"auxiliary"` group
-    `"initial"`). Multi-modal distillation adds to each task's features
+    `"initial"`, computed in training only). Multi-modal distillation adds to each task's features
     attention-gated messages from every other task. Each task's final head
     is two Bottlenecks (its output is the task feature F_t that the
     regularizer reads) and a 1x1 prediction conv.
@@ -33,14 +33,11 @@ class PADNetDecoder(layers.Layer):
     at the finest map's size; `"auxiliary"`: {"initial": {task: prediction}}.
     """
 
-    has_auxiliary = True
-
     def __init__(self, tasks, channels: int = 256, **kwargs):
-        super().__init__(**kwargs)
-        specs = validate_tasks(tasks)
+        super().__init__(tasks, **kwargs)
         if int(channels) < 4:
             raise ValueError(f"`channels` must be >= 4. Received: channels={channels}")
-        self.task_specs: tuple[TaskSpec, ...] = tuple(specs)
+        specs = self.task_specs
         self.channels = int(channels)
         names = [t.name for t in specs]
         self.initial = InitialPrediction(names, [t.channels for t in specs], self.channels, name="initial", dtype=self.dtype_policy)
@@ -56,24 +53,28 @@ class PADNetDecoder(layers.Layer):
         self.predictors = [layers.Conv2D(t.channels, 1, name=f"{t.name}_out", dtype=self.dtype_policy) for t in specs]
 
     def build(self, feature_shapes):
-        build_by_tracing(self, [tuple(s) for s in feature_shapes])
+        build_by_tracing(self, [tuple(s) for s in feature_shapes], auxiliary=True)
 
-    def feature_shapes(self, feature_shapes) -> dict[str, tuple]:
+    def auxiliary_groups(self, feature_shapes) -> tuple[str, ...]:
+        return ("initial",)
+
+    def task_feature_shapes(self, feature_shapes) -> dict[str, tuple]:
         shape = tuple(feature_shapes[0][:-1]) + (self.channels,)
         return {t.name: shape for t in self.task_specs}
 
-    def call(self, features, training=None):
+    def decode(self, features, training=None, auxiliary=False):
         size = ops.shape(features[0])[1:3]
         shared = ops.concatenate([features[0]] + [resize_to(f, size) for f in features[1:]], axis=-1)
-        initial_features, initial_predictions = self.initial(shared, training=training)
+        initial_features, initial_predictions = self.initial(shared, training=training, predict=auxiliary)
         distilled = self.distillation(initial_features)
         predictions, task_features = {}, {}
         for task, head, predict in zip(self.task_specs, self.heads, self.predictors):
             task_features[task.name] = head(distilled[task.name], training=training)
             predictions[task.name] = predict(task_features[task.name])
-        return {"predictions": predictions, "features": task_features, "auxiliary": {"initial": initial_predictions}}
+        auxiliary_outputs = {"initial": initial_predictions} if auxiliary else {}
+        return {"predictions": predictions, "features": task_features, "auxiliary": auxiliary_outputs}
 
     def get_config(self):
         config = super().get_config()
-        config.update(tasks=[t.get_config() for t in self.task_specs], channels=self.channels)
+        config.update(channels=self.channels)
         return config
