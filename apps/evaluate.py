@@ -7,8 +7,11 @@
 Predicts at the padded size, crops each prediction back to its image's
 original size, accumulates every metric of the tasks present over the whole
 split (mIoU, depth RMSE, normals angles, saliency maxF, boundary odsF/oisF/AP)
-and prints a table. `--baselines` (reports of single-task models) adds
-delta_m; `--save-edges` writes 8-bit boundary PNGs for the MATLAB SEISM toolbox.
+and prints a table. Boundaries follow the multi-task SEISM protocol of
+`keras_mtcl.edge_eval` (NYUD: label boundaries through seg2bmap and thinning,
+tolerance 0.011; PASCAL: the stored label, 0.0075; 8-bit maps, E > t).
+`--baselines` (reports of single-task models) adds delta_m; `--save-edges`
+writes 8-bit boundary PNGs for the MATLAB SEISM toolbox.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--synthetic-size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
     parser.add_argument("--synthetic-count", type=int, default=24)
     parser.add_argument("--edge-tolerance", default=None, choices=["nyud", "pascal"],
-                        help="boundary maxDist preset (default: pascal for PASCAL, else nyud)")
+                        help="boundary protocol preset: maxDist and label reading (nyud: 0.011, the label "
+                             "through seg2bmap and thinning; pascal: 0.0075, the label as stored); "
+                             "default: pascal for PASCAL, else nyud")
     parser.add_argument("--baselines", nargs="*", default=[], help="single-task reports for delta_m")
     parser.add_argument("--save-edges", help="folder for 8-bit boundary PNGs")
     parser.add_argument("--workers", type=int, default=None, help="processes for the boundary benchmark")
@@ -89,7 +94,7 @@ def main(argv=None) -> int:
     if args.baselines:
         report["delta_m"] = metrics.delta_m(results, evaluation.load_baselines(args.baselines), tasks=specs)
     output = Path(args.output or model_path.parent / f"evaluation_{args.dataset}_{args.split}.json")
-    output.write_text(json.dumps(report, indent=2))
+    output.write_text(json.dumps(evaluation.json_safe(report), indent=2))
     print(evaluation.format_table(results))
     if "delta_m" in report:
         print(f"delta_m  {report['delta_m']['delta_m']:+.2f} %")

@@ -10,7 +10,8 @@ root>/<name>/`, the highest version is used), run by TensorFlow through its
 `serving_default` signature (the signature pads by itself, so
 `--pad-multiple` applies to `.keras` models only).
 
-For each image `<stem>.<ext>`, writes `<out>/<stem>.png`: the image
+For each image `<stem>.<ext>`, writes `<out>/<stem>.png` (`<stem>_<ext>.png`
+where two inputs share a stem, e.g. `a.jpg` and `a.png`): the image
 followed by one picture per task (classes as colours, depth near=bright,
 normals as RGB, boundary and saliency probabilities as grey). With
 `--save-arrays`, also one `.npy` file per output in `<out>/<stem>/`, named
@@ -18,7 +19,8 @@ and computed as the SavedModel's outputs, at the image's size and without
 the batch axis: `<task>_classes.npy` (H, W) int32 and
 `<task>_probabilities.npy` (H, W, C) for semseg / human_parts, `depth.npy`
 (H, W, 1) metres, `normals.npy` (H, W, 3) unit vectors,
-`<task>_probability.npy` (H, W, 1) for edge / saliency.
+`<task>_probability.npy` (H, W, 1) for edge / saliency. `--out` may not be a
+folder that holds input images (they would be overwritten).
 """
 
 from __future__ import annotations
@@ -46,6 +48,36 @@ def collect_images(paths: list[str]) -> list[Path]:
     if not found:
         raise FileNotFoundError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in {paths}.")
     return found
+
+
+def output_stems(files: list[Path]) -> list[str]:
+    """A distinct output name per image: its stem, or `<stem>_<ext>` (then `_2`, `_3`, ...) where stems collide.
+
+    `a.jpg` and `a.png` in one folder write `a_jpg.png` and `a_png.png`, never the same files.
+    """
+    counts: dict[str, int] = {}
+    for path in files:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+    names, taken = [], set()
+    for path in files:
+        name = path.stem if counts[path.stem] == 1 else f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+        unique, number = name, 2
+        while unique in taken or (unique != path.stem and unique in counts):
+            unique, number = f"{name}_{number}", number + 1
+        taken.add(unique)
+        names.append(unique)
+    return names
+
+
+def check_output_folder(out: Path, files: list[Path]) -> None:
+    """Refuses an output folder that holds input images: the panels (`<stem>.png`) could overwrite them."""
+    resolved = out.resolve()
+    for path in files:
+        if path.resolve().parent == resolved:
+            raise ValueError(
+                f"--out {out} holds the input image {path}: predictions would be written beside (and could overwrite) "
+                "the inputs; pass another --out folder."
+            )
 
 
 def load_predictor(model_path: Path, pad_multiple: int):
@@ -82,7 +114,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         files = collect_images(args.images)
-    except FileNotFoundError as error:
+        check_output_folder(Path(args.out), files)
+    except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     import numpy as np
@@ -101,15 +134,15 @@ def main(argv=None) -> int:
     print(f"Model: {description}; tasks {[t.name for t in specs]}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for index, path in enumerate(files, 1):
+    for index, (path, stem) in enumerate(zip(files, output_stems(files)), 1):
         image = np.asarray(Image.open(path).convert("RGB"))
         outputs = predict(image)
-        Image.fromarray(prediction_panel(image, specs, panel_maps(specs, outputs))).save(out / f"{path.stem}.png")
+        Image.fromarray(prediction_panel(image, specs, panel_maps(specs, outputs))).save(out / f"{stem}.png")
         if args.save_arrays:
-            (out / path.stem).mkdir(exist_ok=True)
+            (out / stem).mkdir(exist_ok=True)
             for name, value in outputs.items():
-                np.save(out / path.stem / f"{name}.npy", value)
-        print(f"[{index}/{len(files)}] {path} -> {out / (path.stem + '.png')}", flush=True)
+                np.save(out / stem / f"{name}.npy", value)
+        print(f"[{index}/{len(files)}] {path} -> {out / (stem + '.png')}", flush=True)
     return 0
 
 

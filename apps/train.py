@@ -9,6 +9,12 @@ Every RunConfig field (keras_mtcl/presets.py) can be overridden with
 `--set field=value`; the run writes its final config.json beside its outputs.
 After training and evaluation, the model is exported for TF Serving to
 `<run dir>/serving/<name>/1/` (skip with --no-export).
+
+Started again on an output folder that holds a run, it compares the configs
+before writing anything: the same config resumes an interrupted run or says
+a finished one is done; another config is refused (exit 2) unless
+`--resume` (continue with more epochs: `--set epochs=N`) or `--overwrite`
+(start again) is passed.
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output-dir", help="where to write the run (default runs/<name>)")
     parser.add_argument("--print-config", action="store_true", help="print the final config and exit")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export after training")
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run already in the output folder with more epochs (--set epochs=N)")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="delete the run already in the output folder and start again")
     return parser.parse_args(argv)
 
 
@@ -63,10 +74,14 @@ def main(argv=None) -> int:
     from keras_mtcl.data.decode import DatasetLayoutError, EmptySplitError, ManifestError
 
     try:
-        result = training.train(config)
-    except (FileNotFoundError, DatasetLayoutError, ManifestError, EmptySplitError) as error:
-        # Missing or misplaced downloads, weights files and manifests: the message says what to fix.
+        result = training.train(config, resume=args.resume, overwrite=args.overwrite)
+    except (FileNotFoundError, DatasetLayoutError, ManifestError, EmptySplitError, training.RunFolderError,
+            training.NonFiniteLossError) as error:
+        # Missing or misplaced downloads, weights files and manifests, a folder holding another run,
+        # a diverged loss: the message says what to fix.
         return _fail(error)
+    if result.get("finished"):
+        return 0  # nothing was trained, nothing is rewritten
     if not args.no_export:
         # Export runs on the TensorFlow backend, in its own process, whatever backend trained.
         import subprocess

@@ -19,9 +19,9 @@ Example:
 True
 """
 
-import importlib
+import importlib as _importlib
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Public submodules, each imported on first access (`keras_mtcl.<name>`).
 _SUBMODULES = (
@@ -61,9 +61,9 @@ __all__ = sorted(_NAMES) + list(_SUBMODULES)
 
 def __getattr__(name):
     if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+        return _importlib.import_module(f"{__name__}.{name}")
     if name in _NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        return getattr(_importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -10,6 +10,7 @@ benchmark of `keras_mtcl.edge_eval` (odsF, oisF, AP).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -38,8 +39,9 @@ def evaluate_model(
         batches: `keras_mtcl.data.pipeline.eval_pipeline` output:
             (image, labels, meta) batches with each image's original size.
         specs: tasks to score (must be predicted and labelled).
-        edge_dataset: boundary tolerance of `edge_eval.MAX_DIST` ("nyud" 0.011,
-            "pascal" 0.0075 of the image diagonal).
+        edge_dataset: the boundary benchmark's protocol (`edge_eval.evaluate_boundaries`'s
+            `dataset`): the matching tolerance (`edge_eval.MAX_DIST`: "nyud" 0.011, "pascal"
+            0.0075 of the image diagonal) and how the ground truth is read.
         save_edges: folder for 8-bit boundary probability PNGs (`<id>.png`,
             0..255), readable by the MATLAB SEISM toolbox.
         workers: processes for the boundary benchmark (None: every CPU).
@@ -120,8 +122,28 @@ def load_baselines(paths: Sequence[str | os.PathLike]) -> dict:
     return merged
 
 
+NO_VALID_PIXELS = "no valid pixels"
+
+
+def json_safe(value):
+    """`value` with every NaN float replaced by None (JSON has no NaN: a metric without valid pixels is null)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def format_table(results: Mapping[str, float]) -> str:
-    """A plain two-column table of the scalar results."""
-    rows = [(k, v) for k, v in sorted(results.items()) if isinstance(v, (int, float))]
+    """A plain two-column table of the scalar results; NaN or None (no valid pixel in the split) reads "no valid pixels"."""
+    rows = [(k, v) for k, v in sorted(results.items()) if v is None or isinstance(v, (int, float))]
     width = max((len(k) for k, _ in rows), default=10)
-    return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}" for k, v in rows)
+
+    def cell(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return NO_VALID_PIXELS
+        return f"{value:.4f}" if isinstance(value, float) else f"{value}"
+
+    return "\n".join(f"{k:<{width}}  {cell(v)}" for k, v in rows)

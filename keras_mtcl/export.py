@@ -343,6 +343,21 @@ def _tasks_from_outputs(outputs: dict[str, Any]) -> list[TaskSpec]:
     return specs
 
 
+def _uint8_images(images) -> np.ndarray:
+    """`images` as uint8, refusing floats (a [0, 1] image would turn black) and integers outside 0..255."""
+    array = np.asarray(images)
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.integer) and (array.size == 0 or (array.min() >= 0 and array.max() <= 255)):
+        return array.astype("uint8")
+    raise ValueError(
+        "`images` must be uint8 RGB values 0..255 (B, H, W, 3), as read from an image file; convert float images "
+        "with `np.clip(images * 255, 0, 255).astype('uint8')` if they are in [0, 1]. "
+        f"Received: images with dtype {array.dtype}"
+        + (f" and values {array.min()}..{array.max()}" if array.size and np.issubdtype(array.dtype, np.number) else "")
+    )
+
+
 def load_saved_model(path: str | os.PathLike) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], list[TaskSpec], Path]:
     """Loads an exported SavedModel with TensorFlow (no Keras, any backend).
 
@@ -375,7 +390,7 @@ def load_saved_model(path: str | os.PathLike) -> tuple[Callable[[np.ndarray], di
 
     def predict(images: np.ndarray) -> dict[str, np.ndarray]:
         # Through `loaded`: the signature alone does not keep the restored variables alive.
-        outputs = loaded.signatures["serving_default"](images=tf.constant(np.asarray(images, "uint8")))
+        outputs = loaded.signatures["serving_default"](images=tf.constant(_uint8_images(images)))
         return {name: value.numpy() for name, value in outputs.items()}
 
     return predict, specs, directory

@@ -87,9 +87,10 @@ def depth_l1(labels, prediction, ignore_value: int = IGNORE_INDEX):
 
 
 def l2_normalize(vectors, axis: int = -1, epsilon: float = 1e-12):
-    """x / max(||x||, epsilon) along `axis` (PyTorch's F.normalize)."""
-    norm = ops.sqrt(ops.sum(ops.square(vectors), axis=axis, keepdims=True))
-    return vectors / ops.maximum(norm, epsilon)
+    """x / max(||x||, epsilon) along `axis` (PyTorch's F.normalize), with a finite gradient at x = 0."""
+    # x * rsqrt(max(||x||^2, epsilon^2)): the derivative of sqrt at 0 is infinite, and inf * 0 made the gradient
+    # of a zero vector (a head whose ReLU inputs are all dead) NaN.
+    return vectors * ops.rsqrt(ops.maximum(ops.sum(ops.square(vectors), axis=axis, keepdims=True), epsilon**2))
 
 
 def normals_l1(labels, prediction, ignore_value: int = IGNORE_INDEX):

@@ -398,7 +398,9 @@ class DepthMetric(keras.metrics.Metric):
             "abs_rel": lambda: self.sum_abs_rel / count,
             "delta1": lambda: 100.0 * ops.cast(self.delta_count, "float32") / count,
         }
-        return ops.cast(values[self.statistic](), self.dtype)
+        # No valid pixel: NaN ("no valid pixels" in reports), never a perfect 0.
+        value = ops.where(self.count > 0, values[self.statistic](), float("nan"))
+        return ops.cast(value, self.dtype)
 
     def reset_state(self):
         for variable in self.variables:
@@ -495,6 +497,8 @@ class NormalsMetric(keras.metrics.Metric):
         else:
             index = NORMALS_STATISTICS.index(self.statistic) - 3
             value = 100.0 * ops.cast(self.within[index], "float32") / count
+        # No valid pixel: NaN ("no valid pixels" in reports), never a perfect 0.
+        value = ops.where(self.count > 0, value, float("nan"))
         return ops.cast(value, self.dtype)
 
     def reset_state(self):

@@ -48,10 +48,10 @@ class MultiTaskModel(keras.Model):
     Example:
     >>> import numpy as np
     >>> from keras_mtcl import backbones, tasks
-    >>> model = MultiTaskModel(backbones.get_backbone("tiny_cnn"), tasks.task_set("nyud"))
-    >>> outputs = model.predict(np.zeros((1, 64, 64, 3)), verbose=0)
+    >>> model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), tasks.task_set("nyud"))
+    >>> outputs = model.predict(np.zeros((1, 32, 48, 3)), verbose=0)
     >>> {name: y.shape for name, y in sorted(outputs.items())}
-    {'depth': (1, 64, 64, 1), 'edge': (1, 64, 64, 1), 'normals': (1, 64, 64, 3), 'semseg': (1, 64, 64, 40)}
+    {'depth': (1, 32, 48, 1), 'edge': (1, 32, 48, 1), 'normals': (1, 32, 48, 3), 'semseg': (1, 32, 48, 40)}
     """
 
     def __init__(

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any, Mapping, Sequence
+
+# Larger learning rates only ever diverge (NaN weights); refused up front.
+MAX_LEARNING_RATE = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +113,12 @@ class RunConfig:
         for field in ("batch_size", "epochs"):
             if getattr(self, field) < 1:
                 raise ValueError(f"`{field}` must be >= 1. Received: {field}={getattr(self, field)}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"`learning_rate` must be > 0. Received: learning_rate={self.learning_rate}")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and 0 < self.learning_rate <= MAX_LEARNING_RATE):
+            raise ValueError(
+                f"`learning_rate` must be a number in (0, {MAX_LEARNING_RATE:g}] (typically 1e-4 to 1e-1). "
+                f"Received: learning_rate={self.learning_rate}"
+            )
         for field in ("backbone_options", "decoder_options", "contrastive_options"):
             object.__setattr__(self, field, types.MappingProxyType(dict(getattr(self, field))))
         for field in ("tasks", "image_size", "eval_size", "synthetic_size"):

@@ -56,14 +56,19 @@ class MultiTaskTrainer(keras.Model):
     >>> from keras_mtcl import backbones, tasks
     >>> from keras_mtcl.contrastive import CrossTaskContrastive
     >>> from keras_mtcl.model import MultiTaskModel
-    >>> model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), tasks.task_set("nyud"))
-    >>> trainer = MultiTaskTrainer(model, regularizer=CrossTaskContrastive(num_anchors=16, pool_size=32))
-    >>> trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     >>> from keras_mtcl.testing.labels import random_labels
-    >>> labels = random_labels(model.task_specs, batch=2, height=32, width=32, seed=0)
-    >>> history = trainer.fit(np.zeros((2, 32, 32, 3), "float32"), labels, epochs=1, verbose=0)
-    >>> sorted(model.predict(np.zeros((1, 32, 32, 3)), verbose=0))  # the trained inference model
-    ['depth', 'edge', 'normals', 'semseg']
+    >>> specs = tasks.task_set("nyud", tasks=["semseg", "depth"])
+    >>> model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), specs)
+    >>> trainer = MultiTaskTrainer(model, regularizer=CrossTaskContrastive(num_anchors=16, pool_size=32, seed=0))
+    >>> trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    >>> images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    >>> labels = random_labels(specs, batch=2, height=32, width=32, seed=0)  # {task: (B, H, W, c)}
+    >>> history = trainer.fit(images, labels, epochs=1, verbose=0)
+    >>> sorted(history.history)  # doctest: +NORMALIZE_WHITESPACE
+    ['contrastive_depth', 'contrastive_semseg', 'contrastive_triplet_fraction', 'depth_abs_rel', 'depth_delta1',
+     'depth_log_rmse', 'depth_loss', 'depth_rmse', 'loss', 'semseg_loss', 'semseg_miou', 'semseg_pixel_accuracy']
+    >>> sorted((name, y.shape) for name, y in model.predict(images, verbose=0).items())  # the trained model
+    [('depth', (2, 32, 32, 1)), ('semseg', (2, 32, 32, 40))]
     """
 
     def __init__(

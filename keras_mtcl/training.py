@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import keras
 import numpy as np
 
 from keras_mtcl import backbones
-from keras_mtcl.evaluation import evaluate_model, format_table
+from keras_mtcl.evaluation import evaluate_model, format_table, json_safe
 from keras_mtcl.metrics import task_metrics
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.presets import RunConfig
@@ -109,17 +111,137 @@ def make_pipelines(config: RunConfig, train_ds, val_ds, specs: list[TaskSpec]):
     return train, val
 
 
+class RunFolderError(ValueError):
+    """The output folder holds a run that this config may not continue (another config, or an unreadable one)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss (as `keras.callbacks.TerminateOnNaN`) and records where.
+
+    Put it first among the callbacks: the checkpoint and backup callbacks of
+    this module given it as `guard` save nothing once it has fired, so the
+    NaN weights never replace the last good checkpoint.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.stopped_at = None  # (epoch, batch or None, loss value)
+        self._epoch = 0
+
+    def _check(self, batch, logs):
+        loss = (logs or {}).get("loss")
+        if loss is None or self.stopped_at is not None:
+            return
+        value = float(np.asarray(keras.ops.convert_to_numpy(loss)).mean())
+        if not math.isfinite(value):
+            self.stopped_at = (self._epoch, batch, value)
+            self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(batch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(None, logs)
+
+    @property
+    def fired(self) -> bool:
+        return self.stopped_at is not None
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose backup survives a kill or a full disk at any moment.
+
+    Each save writes the weights and the metadata to temporary names and
+    renames them over `latest.weights.h5` / `training_metadata.json` after
+    moving the current pair to `previous.weights.h5` /
+    `previous_metadata.json`. On start, the latest readable pair is restored;
+    a truncated or half-written pair is skipped (one line says so), and when
+    no pair is readable the run starts from the beginning. Nothing is saved
+    once `guard` (a `NonFiniteLossGuard`) has fired.
+    """
+
+    def __init__(self, backup_dir: str, guard: NonFiniteLossGuard | None = None):
+        super().__init__(backup_dir, double_checkpoint=True, delete_checkpoint=False)
+        self.guard = guard
+        self._prev_weights_path = os.path.join(backup_dir, "previous.weights.h5")
+        self._prev_training_metadata_path = os.path.join(backup_dir, "previous_metadata.json")
+
+    def _pairs(self):
+        return [
+            (self._weights_path, self._training_metadata_path),
+            (self._prev_weights_path, self._prev_training_metadata_path),
+        ]
+
+    def on_train_begin(self, logs=None):
+        pairs = [pair for pair in self._pairs() if any(os.path.exists(path) for path in pair)]
+        if not pairs:
+            return
+        if not self.model.built:
+            raise ValueError(f"BackupAndRestore needs a built model before `fit()`. Received: unbuilt model {self.model}")
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        variables = list(self.model.weights) + (list(optimizer.variables) if optimizer is not None else [])
+        snapshot = [keras.ops.convert_to_numpy(v) for v in variables]
+        problems = []
+        for weights, metadata in pairs:
+            try:
+                epoch = int(json.loads(Path(metadata).read_text())["epoch"])
+                self.model.load_weights(weights)
+            except Exception as error:  # truncated, half-written or missing: try the previous pair
+                for variable, value in zip(variables, snapshot):
+                    variable.assign(value)
+                problems.append(f"{weights} ({type(error).__name__})")
+                continue
+            if problems:
+                print(f"Backup {problems[0]} is unreadable (a kill or a full disk during its write?): "
+                      f"resuming from the previous backup {weights} (epoch {epoch}).")
+            self.model._initial_epoch = epoch
+            return
+        print(f"No readable backup in {self.backup_dir} ({', '.join(problems)}): the run starts again from epoch 1.")
+
+    def _save_model(self):
+        if self.guard is not None and self.guard.fired:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        incoming_weights = os.path.join(self.backup_dir, ".incoming.weights.h5")
+        incoming_metadata = os.path.join(self.backup_dir, ".incoming_metadata.json")
+        self.model.save_weights(filepath=incoming_weights, overwrite=True)
+        with open(incoming_metadata, "w") as f:
+            f.write(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+            f.flush()
+            os.fsync(f.fileno())
+        # The current pair becomes the fallback, then the new pair takes its place: every step is a rename.
+        for latest, previous in ((self._weights_path, self._prev_weights_path),
+                                 (self._training_metadata_path, self._prev_training_metadata_path)):
+            if os.path.exists(latest):
+                os.replace(latest, previous)
+        os.replace(incoming_weights, self._weights_path)
+        os.replace(incoming_metadata, self._training_metadata_path)
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the inference model to `<dir>/last.keras` every epoch and `<dir>/best.keras` on improvement.
 
     The callback runs on a `MultiTaskTrainer`; it saves `trainer.model`, the
     network without the training-only parts. Each file is written to a
     temporary name and renamed, so an interrupted run never leaves a
-    truncated checkpoint behind.
+    truncated checkpoint behind. Nothing is saved once `guard` (a
+    `NonFiniteLossGuard`) has fired.
     """
 
-    def __init__(self, directory: str, monitor: str = "val_loss", mode: str = "min"):
+    def __init__(
+        self, directory: str, monitor: str = "val_loss", mode: str = "min", guard: NonFiniteLossGuard | None = None
+    ):
         super().__init__()
+        self.guard = guard
         self.directory = Path(directory)
         self.monitor = monitor
         self.mode = mode
@@ -133,6 +255,8 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
         os.replace(temporary, final)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.fired:
+            return  # NaN weights never replace the last good checkpoint
         self._save("last.keras")
         value = (logs or {}).get(self.monitor)
         if value is None:
@@ -143,7 +267,63 @@ class AtomicModelCheckpoint(keras.callbacks.Callback):
             self._save("best.keras")
 
 
-def train(config: RunConfig) -> dict:
+# What a run writes in its folder (removed by `overwrite=True`).
+RUN_OUTPUTS = ("config.json", "model.keras", "metrics.json", "history.csv", "backup", "checkpoints", "logs", "pictures", "serving")
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_run_folder(config: RunConfig, resume: bool = False) -> dict | None:
+    """Compares `config` with the `config.json` of a run already in `config.run_dir`, writing nothing.
+
+    Returns None when the run may start or continue there (no earlier run,
+    the same config, or with `resume` the same config but more epochs), or
+    the earlier run's result dict (`"finished": True`) when that run is
+    finished with this very config.
+
+    Raises:
+        RunFolderError: the folder holds a run with another config (the
+            message names the differing fields), or an unreadable config.json.
+    """
+    run_dir = Path(config.run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        previous = json.loads(RunConfig.from_dict(json.loads(path.read_text())).to_json())
+    except (OSError, ValueError, TypeError) as error:
+        raise RunFolderError(
+            f"{path} of the run already in {run_dir} is unreadable ({error}): pass --overwrite to start again there, "
+            "or another --output-dir."
+        ) from None
+    current = json.loads(config.to_json())
+    differing = [k for k in sorted(current) if k != "output_dir" and current[k] != previous.get(k)]
+    options = "--resume to continue it with more epochs (--set epochs=N), --overwrite to start again, or another --output-dir"
+    blocking = [k for k in differing if not (resume and k == "epochs")]
+    if blocking:
+        changes = ", ".join(f"{k} {_short(previous.get(k))} -> {_short(current[k])}" for k in blocking)
+        raise RunFolderError(f"{run_dir} holds a run with another config ({changes}): pass {options}.")
+    if "epochs" in differing and config.epochs < previous["epochs"]:
+        raise RunFolderError(
+            f"--resume continues {run_dir} with more epochs, but epochs={config.epochs} is fewer than its {previous['epochs']}: "
+            f"pass --set epochs=N with N > {previous['epochs']}, --overwrite to start again, or another --output-dir."
+        )
+    finished = (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    if finished and not differing:
+        return {
+            "run_dir": str(run_dir),
+            "model": str(run_dir / "model.keras"),
+            "metrics": json.loads((run_dir / "metrics.json").read_text()),
+            "pictures": sorted(str(p) for p in (run_dir / "pictures").glob("*.png")),
+            "finished": True,
+        }
+    return None
+
+
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Trains, evaluates and writes everything of a run under `config.run_dir`.
 
     Writes `config.json`, `checkpoints/{last,best}.keras`, `model.keras`
@@ -152,10 +332,39 @@ def train(config: RunConfig) -> dict:
     `pictures/`. An interrupted run started again with the same config and
     output directory resumes from its last completed epoch.
 
+    Before anything is written, `config` is compared with the `config.json`
+    of a run already in the folder (`check_run_folder`): a finished run with
+    the same config is left as it is (one line says so; the result has
+    `"finished": True`), and another config is refused unless only `epochs`
+    grew and `resume` is true, or `overwrite` is true (the earlier run's
+    outputs are deleted first).
+
+    Training stops at the first NaN or infinite loss: the last good
+    checkpoint and backup are kept and `NonFiniteLossError` is raised.
+
     Returns:
         Dict of output paths and the final validation metrics.
+
+    Raises:
+        RunFolderError: the folder holds a run of another config.
+        NonFiniteLossError: the loss became NaN or infinite.
     """
+    if resume and overwrite:
+        raise ValueError("Pass either `resume` or `overwrite`, not both. Received: resume=True, overwrite=True")
     run_dir = Path(config.run_dir)
+    if overwrite:
+        for name in RUN_OUTPUTS:
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    else:
+        done = check_run_folder(config, resume=resume)
+        if done is not None:
+            print(f"The run in {run_dir} is already finished with this config: nothing to do (--resume --set epochs=N "
+                  "trains it further, --overwrite trains it again).")
+            return done
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(config.to_json())
     keras.utils.set_random_seed(config.seed)
@@ -186,9 +395,11 @@ def train(config: RunConfig) -> dict:
             f"{model.count_params():,} parameters, regularizer {'on' if config.contrastive else 'off'}, "
             f"backend {keras.backend.backend()}, {replicas} replica(s)"
         )
+        guard = NonFiniteLossGuard()
         callbacks = [
-            keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
-            AtomicModelCheckpoint(str(run_dir / "checkpoints")),
+            guard,  # first: the checkpoint callbacks skip saving once it fires
+            SafeBackupAndRestore(str(run_dir / "backup"), guard=guard),
+            AtomicModelCheckpoint(str(run_dir / "checkpoints"), guard=guard),
             keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
             keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         ]
@@ -202,11 +413,20 @@ def train(config: RunConfig) -> dict:
             verbose=2 if os.environ.get("CI") else "auto",
             shuffle=False,  # the pipeline shuffles
         )
+    if guard.fired:
+        epoch, batch, value = guard.stopped_at
+        where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
+        kept = run_dir / "checkpoints" / "last.keras"
+        raise NonFiniteLossError(
+            f"Training stopped: the loss became {value} at {where}; nothing was saved after it "
+            + (f"(the last good checkpoint {kept} is kept)" if kept.is_file() else "(no epoch had finished)")
+            + f". Lower learning_rate (now {config.learning_rate}) or set clipnorm, then run again."
+        )
     model_path = run_dir / "model.keras"
     model.save(model_path)
     print("Evaluating on the validation split (reference protocol, boundaries included) ...")
     metrics = evaluate_model(model, val_batches, specs, edge_dataset="pascal" if config.dataset == "pascal" else "nyud")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    (run_dir / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, sort_keys=True))
     pictures = write_pictures(model, val_batches, specs, run_dir / "pictures", config.num_pictures)
     print(format_table({k: v for k, v in metrics.items() if not isinstance(v, list)}))
     print(f"Wrote: model {model_path}, checkpoints {run_dir / 'checkpoints'}, logs {run_dir / 'logs'}, "
@@ -245,4 +465,17 @@ def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count
     return written
 
 
-__all__ = ["AtomicModelCheckpoint", "build_model", "build_optimizer", "load_data", "make_pipelines", "train", "write_pictures"]
+__all__ = [
+    "AtomicModelCheckpoint",
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
+    "RunFolderError",
+    "SafeBackupAndRestore",
+    "build_model",
+    "build_optimizer",
+    "check_run_folder",
+    "load_data",
+    "make_pipelines",
+    "train",
+    "write_pictures",
+]

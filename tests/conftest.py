@@ -8,6 +8,7 @@ the other passes would repeat them byte for byte.
 """
 
 import os
+import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -40,3 +41,16 @@ def _fixed_seed():
     yield
     keras.config.set_image_data_format(fmt)
     keras.config.set_dtype_policy(policy)
+
+
+def nyud_real10() -> pathlib.Path:
+    """Folder of the ten real NYUD-v2 frames (layout C); skips the calling test where they are absent.
+
+    They are not distributed with the package: this workplace keeps them in `../shared/data/nyud_real10`
+    beside the checkout; `KERAS_MTCL_NYUD_REAL10` points elsewhere.
+    """
+    default = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "nyud_real10"
+    path = pathlib.Path(os.environ.get("KERAS_MTCL_NYUD_REAL10", default))
+    if not (path / "gt_sets").is_dir():
+        pytest.skip(f"the real NYUD-v2 frames are not at {path} (set KERAS_MTCL_NYUD_REAL10 to their folder)")
+    return path

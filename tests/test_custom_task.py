@@ -10,7 +10,6 @@ import keras
 import numpy as np
 import pytest
 
-from harness import to_numpy
 from keras_mtcl import backbones, tasks
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.testing.labels import random_labels

@@ -201,6 +201,8 @@ def test_load_saved_model_reads_tasks_from_the_export_or_from_its_outputs(tmp_pa
     assert loaded_specs == specs
     outputs = predict(np.zeros((1, 20, 30, 3), "uint8"))
     assert outputs["semseg_probabilities"].shape == (1, 20, 30, 4) and outputs["normals"].shape == (1, 20, 30, 3)
+    with pytest.raises(ValueError, match="uint8"):  # a [0, 1] float image is refused, not cast to black
+        predict(np.full((1, 20, 30, 3), 0.5, "float32"))
 
     # A SavedModel without tasks.json: names, kinds and channels come from its outputs.
     (version_dir / export.TASKS_FILE).unlink()

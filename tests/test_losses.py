@@ -105,3 +105,28 @@ def test_task_loss_applies_task_options():
     assert _value(losses.task_loss(spec, labels, logits)) == pytest.approx(0.5 * math.log(2), rel=1e-6)
     with pytest.raises(ValueError, match="Received: loss='dice'"):
         losses.task_loss(spec.replace(loss="dice"), labels, logits)
+
+
+def test_normals_loss_has_a_finite_gradient_at_a_zero_prediction():
+    # A zero predicted normal (a head whose ReLU inputs are all dead) once gave NaN gradients on JAX: sqrt's
+    # derivative at 0 is infinite. The gradient is taken by fit itself (GradientRecorder), on every backend.
+    from keras_mtcl.testing.harness import GradientRecorder
+
+    class Prediction(keras.layers.Layer):
+        def build(self, input_shape):
+            self.value = self.add_weight(shape=(1, 1, 2, 3), initializer="zeros", name="value")
+
+        def call(self, x):
+            return self.value + 0.0 * x
+
+    inputs = keras.Input((1, 2, 3), batch_size=1)
+    layer = Prediction()
+    model = keras.Model(inputs, layer(inputs))
+    layer.value.assign(np.array([[[[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]]]], "float32"))  # a zero and a unit-z vector
+    model.compile(optimizer=GradientRecorder(), loss=lambda y, p: losses.normals_l1(y, p))
+    labels = np.array([[[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]]], "float32")
+    model.fit(np.zeros((1, 1, 2, 3), "float32"), labels, verbose=0)
+    gradient = model.optimizer.gradient_of(layer.value)
+    assert np.isfinite(gradient).all() and np.abs(gradient[0, 0, 0]).sum() > 0
+    # The unit-z prediction equals its label: d|p/|p| - n|/dp is 0 there along z (it is on the sphere).
+    assert gradient[0, 0, 1, 2] == pytest.approx(0.0, abs=1e-6)

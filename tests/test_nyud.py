@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import nyud_real10
 import tensorflow as tf
 from PIL import Image
 
@@ -27,7 +29,6 @@ from keras_mtcl.data.decode import (
 
 pytestmark = pytest.mark.backend_independent
 
-REAL10 = pathlib.Path(__file__).parents[2] / "shared/data/nyud_real10"
 H, W = 16, 20
 
 
@@ -198,17 +199,18 @@ def test_task_subsets_name_one_config_each():
 
 
 def test_real10_builds_with_the_present_tasks(tmp_path, caplog):
+    real10 = nyud_real10()
     with caplog.at_level(logging.WARNING, logger="keras_mtcl.data"):
-        builder = nyud.prepare(REAL10, tmp_path / "tfds")
+        builder = nyud.prepare(real10, tmp_path / "tfds")
     assert "missing: ['normals', 'edge']" in caplog.text
-    assert nyud.available_tasks(REAL10) == ("semseg", "depth")
+    assert nyud.available_tasks(real10) == ("semseg", "depth")
     assert builder.tasks == ("semseg", "depth")
     assert builder.info.metadata["layout"] == "C"
     assert builder.info.metadata["missing_tasks"] == ["normals", "edge"]
     assert builder.info.metadata["empty_splits"] == ["train"]
     assert {name: s.num_examples for name, s in builder.info.splits.items()} == {"val": 10}
     examples = _examples(builder, "val")
-    assert [e["id"].decode() for e in examples] == REAL10.joinpath("gt_sets/val.txt").read_text().split()
+    assert [e["id"].decode() for e in examples] == real10.joinpath("gt_sets/val.txt").read_text().split()
     for ex in examples:
         assert set(ex) == {"image", "id", "semseg", "depth"}
         assert ex["image"].shape == (480, 640, 3)
@@ -218,7 +220,7 @@ def test_real10_builds_with_the_present_tasks(tmp_path, caplog):
         assert valid.size > 0.9 * 480 * 640  # filled depth
         assert 0.3 < valid.min() and valid.max() < 10.5  # metres, indoor
     # The first frame against its stored PNG: 0 -> 255, k -> k - 1.
-    stored = np.array(Image.open(REAL10 / "segmentation" / "0001.png"))
+    stored = np.array(Image.open(real10 / "segmentation" / "0001.png"))
     decoded = examples[0]["semseg"][..., 0]
     assert np.all(decoded[stored == 0] == 255)
     assert np.array_equal(decoded[stored > 0], stored[stored > 0] - 1)
@@ -229,22 +231,25 @@ def test_real10_builds_with_the_present_tasks(tmp_path, caplog):
 
 
 def test_real10_refuses_a_config_with_absent_tasks(tmp_path):
+    real10 = nyud_real10()
     with pytest.raises(MissingManualDownloadError, match=r"needs tasks \['normals'\].*'semseg-depth'"):
-        nyud.prepare(REAL10, tmp_path / "tfds", tasks=["semseg", "normals"])
+        nyud.prepare(real10, tmp_path / "tfds", tasks=["semseg", "normals"])
 
 
 def test_builder_used_directly_refuses_absent_tasks(tmp_path):
+    real10 = nyud_real10()
     builder = nyud.NyudMultiTask(data_dir=str(tmp_path / "tfds"))  # default config: all four tasks
     with pytest.raises(MissingManualDownloadError, match=r"\['normals/', 'edge/'\] folder"):
-        decode.download_and_prepare(builder, REAL10)
+        decode.download_and_prepare(builder, real10)
 
 
 # ------------------------------------------------------------------ errors
 
 
 def test_unknown_tasks_argument(tmp_path):
+    real10 = nyud_real10()
     with pytest.raises(ValueError, match=r"Received: tasks=\['semseg', 'sky'\]"):
-        nyud.prepare(REAL10, tmp_path / "tfds", tasks=["semseg", "sky"])
+        nyud.prepare(real10, tmp_path / "tfds", tasks=["semseg", "sky"])
 
 
 def test_missing_manual_dir(tmp_path):

@@ -1,14 +1,14 @@
 """Dataset names to ready batches (keras_mtcl.data.sources)."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import nyud_real10
+
 from keras_mtcl.data.sources import batches, open_split
 
 pytestmark = pytest.mark.backend_independent
-REAL10 = Path(__file__).resolve().parents[2] / "shared" / "data" / "nyud_real10"
 
 
 def test_synthetic_train_and_val_batches():
@@ -23,7 +23,8 @@ def test_synthetic_train_and_val_batches():
 
 
 def test_real_nyud_frames_through_the_builder(tmp_path):
-    val, specs = batches("nyud", "val", batch_size=5, manual_dir=str(REAL10), data_dir=str(tmp_path))
+    real10 = nyud_real10()
+    val, specs = batches("nyud", "val", batch_size=5, manual_dir=str(real10), data_dir=str(tmp_path))
     assert [t.name for t in specs] == ["semseg", "depth"]
     images, labels, meta = next(iter(val))
     assert tuple(images.shape) == (5, 480, 640, 3)

@@ -63,6 +63,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl.data import decode
+from keras_mtcl.edge_eval import thin
 from keras_mtcl.data.builders import ManualTaskBuilder
 from keras_mtcl.data.decode import (
     DatasetLayoutError,
@@ -154,58 +155,6 @@ def laplacian_edges(label_map: np.ndarray) -> np.ndarray:
     padded = np.pad(labels, 1, mode="reflect")
     lap = padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:] - 4 * labels
     return lap != 0
-
-
-def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Deletion tables of the two Guo-Hall subiterations, indexed by the 8-neighbour code.
-
-    Bit i of the code is neighbour x_{i+1} in the paper's order: E, NE, N, NW, W, SW, S, SE.
-    """
-    code = np.arange(256)
-    x = [((code >> i) & 1).astype(bool) for i in range(8)]
-    crossings = sum((~x[2 * i] & (x[2 * i + 1] | x[(2 * i + 2) % 8])).astype(int) for i in range(4))
-    n1 = sum((x[2 * k] | x[2 * k + 1]).astype(int) for k in range(4))
-    n2 = sum((x[2 * k + 1] | x[(2 * k + 2) % 8]).astype(int) for k in range(4))
-    smaller = np.minimum(n1, n2)
-    removable = (crossings == 1) & (smaller >= 2) & (smaller <= 3)
-    first = removable & ~((x[1] | x[2] | ~x[7]) & x[0])
-    second = removable & ~((x[5] | x[6] | ~x[3]) & x[4])
-    return first, second
-
-
-_THINNING_TABLES = _thinning_tables()
-# (row, column) offsets of the neighbours x1..x8.
-_NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
-
-
-def thin(mask: np.ndarray) -> np.ndarray:
-    """Thins a binary mask to 1-pixel-wide lines (Guo and Hall, 1989, two subiterations).
-
-    Pixels outside the image count as background. Repeats both subiterations
-    until no pixel changes.
-
-    Args:
-        mask: (H, W) bool.
-
-    Returns:
-        (H, W) bool, a subset of `mask`.
-
-    Reference:
-        Z. Guo and R. W. Hall, "Parallel thinning with two-subiteration
-        algorithms", Communications of the ACM 32(3), 1989.
-    """
-    skeleton = np.asarray(mask, dtype=bool).copy()
-    height, width = skeleton.shape
-    while True:
-        before = int(skeleton.sum())
-        for table in _THINNING_TABLES:
-            padded = np.pad(skeleton, 1)
-            code = np.zeros(skeleton.shape, dtype=np.int64)
-            for bit, (dy, dx) in enumerate(_NEIGHBOURS):
-                code |= padded[1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width].astype(np.int64) << bit
-            skeleton &= ~table[code]
-        if int(skeleton.sum()) == before:
-            return skeleton
 
 
 def decode_edge(label_map: np.ndarray, path: PathLike) -> np.ndarray:

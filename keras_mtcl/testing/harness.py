@@ -14,20 +14,20 @@ checks are:
 - `check_round_trip`: the model's and the decoder's `get_config` hold every
   constructor argument, and `from_config` gives back the same config, with the
   tiny options (chosen to differ from the defaults) kept;
-- `check_fit_step`: one `MultiTaskTrainer.fit` step with the regularizer on
-  gives a finite loss and logs the regularizer's terms;
-- `check_gradients`: one training step's total loss (task losses, deep
-  supervision, regularizer) gives a non-zero, finite gradient to every
-  trainable variable of the backbone, the decoder and its heads, and to the
-  projector of each pair the regularizer drew (one source per target: exactly
-  one pair per target gets a gradient, the others exactly none);
+- `check_training_step`: one `MultiTaskTrainer.fit` step with the
+  regularizer on gives finite losses and a non-zero, finite gradient to every
+  trainable variable of the backbone, the decoder and its heads
+  (deep-supervision heads included), and to the projector of each pair the
+  regularizer drew (one source per target: exactly one pair per target gets a
+  gradient, the others none; `check_projector_gradients`);
 - `check_refuses_unreadable_pyramid`: a decoder given what it cannot read
   fails with `check_pyramid`'s error.
 
-`check_contract` runs them all. Everything here is backend-agnostic except
-`trainable_gradients`, the one function that calls each backend's autodiff.
-Imports only numpy and keras at import time; TensorFlow (tf.data) and the
-backend's autodiff are imported by the checks that need them.
+`check_contract` runs them all. Nothing here is backend-specific: gradients
+are recorded by an optimizer (`GradientRecorder`) from `fit`'s own step, so
+each backend's train step (tape, `jax.grad`, autograd) computes them.
+Imports only numpy and keras at import time; TensorFlow (for tf.data) is
+imported by the check that needs it.
 
 Example:
 >>> pyramid = check_pyramid(BACKBONES["tiny_cnn"], run=False)
@@ -264,10 +264,16 @@ def missing_cases() -> dict[str, list[str]]:
 
 
 def contract_tasks() -> list:
-    """The tasks of the checks: one of each label kind (NYUD-v2's four tasks, 5 classes)."""
+    """The tasks of the checks: semseg (5 classes), depth and normals.
+
+    Three tasks, so that the regularizer has two sources to draw from per
+    target; three rather than NYUD-v2's four, because the decoders' per-task
+    and task-pair modules make the checks' cost grow with the task count (every
+    label kind is the regularizer's and the losses' own tests' business).
+    """
     from keras_mtcl.tasks import task_set
 
-    return list(task_set("nyud", num_classes={"semseg": 5}))
+    return list(task_set("nyud", tasks=["semseg", "depth", "normals"], num_classes={"semseg": 5}))
 
 
 def contract_inputs(case: BackboneCase, tasks: Sequence, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -321,12 +327,12 @@ def check_pyramid(case: BackboneCase, backbone: keras.Model | None = None, run: 
     return pyramid
 
 
-def build_model(backbone_case: BackboneCase, decoder_case: DecoderCase, tasks: Sequence | None = None):
-    """The `MultiTaskModel` of a pair."""
+def build_model(backbone_case: BackboneCase, decoder_case: DecoderCase, tasks: Sequence | None = None, backbone=None):
+    """The `MultiTaskModel` of a pair (on `backbone`, default `backbone_case.build()`)."""
     from keras_mtcl.model import MultiTaskModel
 
     return MultiTaskModel(
-        backbone_case.build(),
+        backbone_case.build() if backbone is None else backbone,
         contract_tasks() if tasks is None else tasks,
         decoder=decoder_case.name,
         decoder_options=dict(decoder_case.options),
@@ -435,7 +441,7 @@ def _revived(variables: Sequence) -> list:
     return previous
 
 
-def check_training_step(model, images: np.ndarray, labels: Mapping, regularizer=None, run_eagerly: bool = False):
+def check_training_step(model, images: np.ndarray, labels: Mapping, regularizer=None, run_eagerly: bool = True):
     """One `MultiTaskTrainer.fit` step with the regularizer on: finite losses, and a gradient for every weight.
 
     The step is `fit`'s own (task losses, deep supervision, regularizer),
@@ -455,7 +461,11 @@ def check_training_step(model, images: np.ndarray, labels: Mapping, regularizer=
         model: a `MultiTaskModel` (or any model `MultiTaskTrainer` takes).
         images, labels: one batch.
         regularizer: default `make_regularizer()`.
-        run_eagerly: passed to `compile`.
+        run_eagerly: passed to `compile`. Eager by default: the compiled
+            step is the same for every pair (tested with the trainer), and
+            compiling it per pair is slow (TensorFlow traces the regularizer's
+            per-pair conditionals, ~20 s to minutes; JAX compiles the whole
+            step, ~20 s), where eager steps share their per-op caches.
 
     Returns:
         The trainer, with its `GradientRecorder` as `trainer.optimizer`.
@@ -504,34 +514,58 @@ def check_training_step(model, images: np.ndarray, labels: Mapping, regularizer=
                 f"values: {lacking[:20]}"
             )
 
-    parts = projector_gradients(trainer.regularizer, lambda v: gradients[id(v)])
-    for target in trainer.regularizer.task_names:
-        drawn = [pair for pair in parts if pair[0] == target and any(_nonzero(g) for g in parts[pair])]
-        assert len(drawn) == 1, f"target {target!r}: projectors with a gradient {drawn}, expected the one drawn pair"
-        partial = [i for i, g in enumerate(parts[drawn[0]]) if not _nonzero(g)]
-        assert not partial, f"projector {drawn[0]}: parameters {partial} of the drawn pair get no gradient"
+    check_projector_gradients(trainer.regularizer, lambda v: gradients[id(v)])
     return trainer
 
 
-def projector_gradients(regularizer, gradient_of: Callable[[Any], np.ndarray | None]) -> dict[tuple[str, str], list]:
-    """{(target, source): the gradients of that pair's projector parameters}.
+def check_projector_gradients(regularizer, gradient_of: Callable[[Any], np.ndarray | None]) -> dict[str, tuple[str, str]]:
+    """For each target task, exactly one (target, source) projector has a gradient, in every parameter.
+
+    The regularizer draws one source per target per step; the projectors of
+    the pairs not drawn must get an exact zero gradient (or none). Parameters
+    shared by every pair (`projector_gradients`) must get a gradient.
+
+    Args:
+        regularizer: see `projector_gradients`.
+        gradient_of: variable -> its gradient (None where the backend gave none).
+
+    Returns:
+        {target: the drawn (target, source) pair}.
+    """
+    parts, shared = projector_gradients(regularizer, gradient_of)
+    lacking = [i for i, g in enumerate(shared) if not _nonzero(g)]
+    assert not lacking, f"shared parameters {lacking} of the regularizer get no gradient"
+    drawn = {}
+    for target in regularizer.task_names:
+        pairs = [pair for pair in parts if pair[0] == target and any(_nonzero(g) for g in parts[pair])]
+        assert len(pairs) == 1, f"target {target!r}: projectors with a gradient {pairs}, expected the one drawn pair"
+        partial = [i for i, g in enumerate(parts[pairs[0]]) if not _nonzero(g)]
+        assert not partial, f"projector {pairs[0]}: parameters {partial} of the drawn pair get no gradient"
+        drawn[target] = pairs[0]
+    return drawn
+
+
+def projector_gradients(regularizer, gradient_of: Callable[[Any], np.ndarray | None]) -> tuple[dict, list]:
+    """The gradients of the regularizer's parameters, per ordered pair and shared.
 
     Works for one projector layer per pair (`regularizer.get_projector(target,
     source)`), and for a stacked bank: a variable whose first axis has one
     entry per ordered pair (in `regularizer.pairs` order if it has one, else
     target-major: each target's sources in task order) gives each pair its
-    slice. Variables of the regularizer in neither form are shared by every
-    pair and given to each.
+    slice. Other variables of the regularizer are shared by every pair.
 
     Args:
         regularizer: a `CrossTaskContrastive` (or an object with `task_names`
             and `trainable_variables`).
         gradient_of: variable -> its gradient (None where the backend gave none).
+
+    Returns:
+        ({(target, source): [gradients of that pair's parameters]}, [gradients of shared parameters]).
     """
     names = list(regularizer.task_names)
     pairs = [tuple(p) for p in getattr(regularizer, "pairs", None) or [(t, s) for t in names for s in names if s != t]]
     parts: dict[tuple[str, str], list] = {pair: [] for pair in pairs}
-    owned = set()
+    shared, owned = [], set()
     if hasattr(regularizer, "get_projector"):
         for pair in pairs:
             projector = regularizer.get_projector(*pair)
@@ -542,10 +576,12 @@ def projector_gradients(regularizer, gradient_of: Callable[[Any], np.ndarray | N
         if id(variable) in owned:
             continue
         gradient = gradient_of(variable)
-        stacked = len(variable.shape) > 0 and variable.shape[0] == len(pairs)
-        for i, pair in enumerate(pairs):
-            parts[pair].append((None if gradient is None else gradient[i]) if stacked else gradient)
-    return parts
+        if len(variable.shape) > 0 and variable.shape[0] == len(pairs):
+            for i, pair in enumerate(pairs):
+                parts[pair].append(None if gradient is None else gradient[i])
+        else:
+            shared.append(gradient)
+    return parts, shared
 
 
 def check_refuses_unreadable_pyramid(decoder_case: DecoderCase, tasks: Sequence | None = None) -> None:
@@ -600,6 +636,7 @@ __all__ = [
     "GradientRecorder",
     "check_training_step",
     "check_predictions",
+    "check_projector_gradients",
     "check_pyramid",
     "check_refuses_unreadable_pyramid",
     "check_round_trip",
