@@ -10,8 +10,8 @@ minutes per backend:
 - the model contract (predictions on numpy and tf.data, config round trip,
   the pyramid error) and a training step with the regularizer reaching every
   weight, for every decoder on tiny_cnn and for every other backbone with the
-  baseline decoder (on JAX, without the training step of the two slowest
-  backbones: `JAX_SLOW_TRAINING`). Decoders read nothing but the pyramid (STYLE.md item 1),
+  baseline decoder (on JAX, the training step on tiny_cnn only:
+  `JAX_TRAINING_BACKBONES`). Decoders read nothing but the pyramid (STYLE.md item 1),
   which the pyramid checks pin down per backbone, so the other pairs are
   skipped with that reason; a new backbone or decoder joins the matrix by
   getting a tiny configuration in the harness (a test fails until it has one).
@@ -48,10 +48,12 @@ def test_backbone_pyramid_is_the_declared_one(backbone):
     h.check_pyramid(case, _backbone(backbone), run=not case.pyramid_only)
 
 
-# On JAX, the training step of these backbones alone takes over a minute on a CI core (eager: every new conv
-# shape compiles on its own, ~100 s for EfficientNet-Lite0; jitted: ~50 s of XLA compilation), past the
-# budget. Their gradients are checked on TensorFlow and torch, JAX's training path on the other pairs.
-JAX_SLOW_TRAINING = ("efficientnet_lite0", "hrnet_w18_small_v2")
+# On JAX the first training step of each model costs 20 s to 100 s of compilation (eager: every new op shape
+# compiles on its own; jitted: the whole step, the same order), past the budget for the larger backbones. JAX
+# runs the training step of every decoder on tiny_cnn (the per-decoder JAX numerics: deep supervision, the
+# regularizer's `lax.switch`); the other backbones' gradients are checked on TensorFlow and torch, and their
+# compiled forward pass on JAX by test_model_contract.
+JAX_TRAINING_BACKBONES = ("tiny_cnn",)
 
 
 def _pairs():
@@ -94,8 +96,8 @@ def test_model_contract(backbone, decoder):
 
 @pytest.mark.parametrize("backbone, decoder", list(_pairs()))
 def test_training_step_reaches_every_weight(backbone, decoder):
-    if keras.backend.backend() == "jax" and backbone in JAX_SLOW_TRAINING:
-        pytest.skip(f"{backbone}'s training step on JAX is over the time budget (see JAX_SLOW_TRAINING)")
+    if keras.backend.backend() == "jax" and backbone not in JAX_TRAINING_BACKBONES:
+        pytest.skip(f"compiling {backbone}'s training step on JAX is over the time budget (JAX_TRAINING_BACKBONES)")
     h.check_training_step(*_built(backbone, decoder))
 
 
