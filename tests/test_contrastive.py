@@ -9,12 +9,12 @@ import pytest
 
 from harness import assert_round_trip, to_numpy
 from keras_mtcl import kinds, tasks
+from keras_mtcl.losses import l2_normalize
 from keras_mtcl.contrastive import (
     CrossTaskContrastive,
     criterion_masks,
     feature_labels,
     gather_pixels,
-    l2_normalize_safe,
     pair_loss,
     sample_pixels,
     sample_triplets,
@@ -299,7 +299,7 @@ def test_pair_loss_by_hand_gathers_then_projects():
     features = np.array([[[[2.0, 0.0], [0.0, 3.0]], [[3.0, 4.0], [-1.0, 0.0]]]], "float32")
     anchor, positive, negative = np.array([[0, 0]]), np.array([[1, 1]]), np.array([[2, 3]])
     # (0, 1, 2): 2 - 0.8 + 0.5 = 1.7; (0, 1, 3): 2 - 4 + 0.5 < 0 -> 0; mean 0.85.
-    loss = pair_loss(features, anchor, positive, negative, np.ones((1, 2)), l2_normalize_safe, margin=0.5)
+    loss = pair_loss(features, anchor, positive, negative, np.ones((1, 2)), l2_normalize, margin=0.5)
     assert float(loss) == pytest.approx(0.85, abs=1e-6)
 
 
@@ -411,21 +411,27 @@ def test_batch_of_one_and_zero_features_are_finite():
     assert all(g is None or np.isfinite(g).all() for g in list(feature_grads.values()) + list(variable_grads.values()))
 
 
-def test_gradients_reach_the_features_and_only_the_drawn_projectors():
-    layer = make_layer(margin=4.0)
+@pytest.mark.parametrize("selection", ["random", "all"])
+def test_gradients_reach_the_features_and_only_the_drawn_bank_slices(selection):
+    # METHOD.md section 8: gradients reach F_t and the projector of the drawn pair only. The bank's
+    # variables get a gradient on every backend (torch included: no "Gradients do not exist"), exactly
+    # zero on the slices of pairs not drawn.
+    layer = make_layer(margin=4.0, source_selection=selection)
     out, feature_grads, variable_grads = loss_and_gradients(layer, random_features(NYUD, 2), random_labels(NYUD, 2))
     names = [t.name for t in NYUD]
     for name in names:
         assert np.abs(feature_grads[name]).sum() > 0, name
-    for target in names:
-        drawn = names[int(out["sources"][target])]
-        for source in names:
-            if source == target:
-                continue
-            projector = layer.get_projector(target, source)
-            grads = [variable_grads[v.path] for v in projector.trainable_variables]
-            nonzero = any(g is not None and np.abs(g).sum() > 0 for g in grads)
-            assert nonzero == (source == drawn), (target, source, drawn)
+    assert [v.path for v in layer.trainable_variables] == [v.path for v in layer.bank]
+    assert all(variable_grads[v.path] is not None for v in layer.bank)
+    assert len(layer.pairs) == 12 and all(v.shape[0] == 12 for v in layer.bank)
+    for index, (target, source) in enumerate(layer.pairs):
+        assert layer.pair_index(target, source) == index
+        grads = [variable_grads[v.path][index] for v in layer.bank]
+        drawn = selection == "all" or names[int(out["sources"][target])] == source
+        if drawn:
+            assert all(np.abs(g).sum() > 0 for g in grads), (target, source)
+        else:
+            assert all(not g.any() for g in grads), (target, source)
 
 
 def test_same_seed_gives_the_same_indices_and_loss_and_the_state_advances():
@@ -444,6 +450,33 @@ def test_same_seed_gives_the_same_indices_and_loss_and_the_state_advances():
     for key, projector in other.projectors.items():
         projector.set_weights(first.projectors[key].get_weights())
     assert float(other(features, labels)["loss"]) != losses[0][0]
+
+
+def test_neighbouring_seeds_give_unrelated_draws():
+    # METHOD.md section 8: seeds s and s + 1 give unrelated draws on every backend. Keras's SeedGenerator
+    # state is (seed, step) and torch seeds its generator with seed + step: unhashed, seed 8 would replay
+    # seed 7's stream one step later.
+    from keras_mtcl.contrastive import spread_seed
+
+    features, labels = random_features(NYUD, 2), random_labels(NYUD, 2)
+    steps = 4
+    draws = {}
+    for seed in (7, 8):
+        layer = make_layer(seed=seed)
+        draws[seed] = [to_numpy(layer.sample(features, labels)["depth"]["anchor"]) for _ in range(steps)]
+    for i in range(steps):
+        for j in range(steps):
+            same = np.mean(draws[7][i] == draws[8][j])
+            assert same < 0.2, (i, j, same)  # 16 anchors of 80 pixels: chance agreement is about 1/80 per slot
+    # The random streams themselves: every draw of one step, seeds 7 and 8, steps 0..3, are uncorrelated.
+    streams = {}
+    for seed in (7, 8):
+        layer = make_layer(seed=seed)
+        streams[seed] = [to_numpy(layer._draw(2, h * w, 2 * h * w + 48)[1]).reshape(-1) for _ in range(steps)]
+    for i in range(steps):
+        for j in range(steps):
+            assert abs(np.corrcoef(streams[7][i], streams[8][j])[0, 1]) < 0.05, (i, j)
+    assert abs(spread_seed(7) - spread_seed(8)) > 10**6 and 0 <= spread_seed(7) < 2**31
 
 
 def test_mixed_precision_features_give_a_float32_loss():
@@ -608,7 +641,13 @@ def test_fit_through_the_trainer_advances_the_seed_and_reports_metrics(tmp_path)
     y = random_labels(specs, 2, 32, 32)
     state = to_numpy(regularizer.seed_generator.state.value)
     trainer.compile(optimizer="adam")
-    history = trainer.fit(x, y, epochs=2, verbose=0).history
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = trainer.fit(x, y, epochs=2, verbose=0).history
+    # Every bank variable has a gradient each step (zero on undrawn slices), on torch too: no warning.
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]
     for name in ("contrastive_semseg", "contrastive_depth", "contrastive_triplet_fraction"):
         assert np.isfinite(history[name]).all(), name
     assert min(history["contrastive_triplet_fraction"]) > 0
@@ -620,3 +659,206 @@ def test_fit_through_the_trainer_advances_the_seed_and_reports_metrics(tmp_path)
     assert restored.regularizer.get_config()["num_anchors"] == 16
     for a, b in zip(restored.regularizer.get_weights(), regularizer.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Version 2: per-source sampling, the projector bank, no conditional in the step.
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+def random_triplets(names, batch, num, pixels, seed):
+    rng = np.random.default_rng(seed)
+    return {
+        n: {
+            "anchor": rng.integers(0, pixels, (batch, num)).astype("int32"),
+            "positive": rng.integers(0, pixels, (batch, num)).astype("int32"),
+            "negative": rng.integers(0, pixels, (batch, num)).astype("int32"),
+            "weights": (rng.uniform(size=(batch, num)) < 0.7).astype("float32"),
+        }
+        for n in names
+    }
+
+
+@pytest.mark.parametrize("selection", ["random", "all"])
+def test_per_target_losses_equal_v1_pair_loss_on_fixed_triplets(selection):
+    # On fixed triplets, each target's loss is version 1's `pair_loss` of its drawn source's triplets with
+    # that pair's projector (`numpy_pair_loss` is a float64 reference of it); feature maps of different
+    # widths share the bank (its input rows padded to the widest).
+    specs = NYUD[:3]
+    channels = {"semseg": 6, "depth": 4, "normals": 5}
+    layer = CrossTaskContrastive(specs, num_anchors=12, pool_size=16, projector_width=8, projection_dim=4, margin=0.8, source_selection=selection)
+    layer.build({n: (None, h, w, c) for n, c in channels.items()})
+    rng = np.random.default_rng(3)
+    kernels = {}
+    for target, source in layer.pairs:
+        c = channels[target]
+        kernels[target, source] = [rng.normal(size=(c, 8)), rng.normal(size=8) * 0.1, rng.normal(size=(8, 4)), rng.normal(size=4) * 0.1]
+        layer.get_projector(target, source).set_weights([k.astype("float32") for k in kernels[target, source]])
+    features = {n: rng.normal(size=(2, h, w, c)).astype("float32") for n, c in channels.items()}
+    triplets = random_triplets(channels, 2, 12, h * w, seed=4)
+    sources = {"semseg": "normals", "depth": "semseg", "normals": "semseg"}
+    out = to_numpy(layer.triplet_losses(features, triplets, None if selection == "all" else sources))
+
+    def reference(target, source):
+        t = triplets[source]
+        return numpy_pair_loss(features[target], t["anchor"], t["positive"], t["negative"], t["weights"], kernels[target, source], 0.8)
+
+    for target in channels:
+        drawn = [s for s in channels if s != target] if selection == "all" else [sources[target]]
+        expected = np.mean([reference(target, s) for s in drawn])
+        assert out["per_task"][target] == pytest.approx(expected, abs=1e-5), target
+        # v1's own function on the pair's projector (a view of its bank slice) agrees.
+        t = triplets[drawn[0]]
+        v1 = pair_loss(features[target], t["anchor"], t["positive"], t["negative"], t["weights"], layer.get_projector(target, drawn[0]), 0.8)
+        assert float(keras.ops.convert_to_numpy(v1)) == pytest.approx(reference(target, drawn[0]), abs=1e-5)
+    assert out["loss"] == pytest.approx(0.1 * np.mean(list(out["per_task"].values())), rel=1e-6)
+    for source in channels:
+        assert out["triplet_fraction_per_source"][source] == pytest.approx(triplets[source]["weights"].mean())
+
+
+def v1_fixture():
+    return np.load(FIXTURES / "legacy" / "v1_trainer_regularized.npz")
+
+
+def test_sampling_core_draws_version_1s_triplets_from_the_same_uniforms():
+    # The fixture holds version 1's `sample_triplets` output for fixed uniform draws (semseg and depth
+    # sources, threshold criterion); the version-2 core, which samples sources of one kind in one call,
+    # draws the same triplets from them.
+    reference = v1_fixture()
+    specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 4})
+    size = reference["features_semseg"].shape[1:3]
+    for source in specs:
+        n = source.name
+        t = to_numpy(
+            sample_triplets(source, reference[f"labels_{n}"], size, reference[f"uniform_pixels_{n}"], reference[f"uniform_pairs_{n}"], 8, 16)
+        )
+        for key in ("anchor", "positive", "negative", "weights"):
+            np.testing.assert_array_equal(t[key], reference[f"{key}_{n}"], err_msg=f"{n} {key}")
+
+
+def test_a_version_1_trainer_file_loads_its_per_pair_projectors_into_the_bank():
+    # tests/fixtures/legacy/v1_trainer_regularized.keras: a MultiTaskTrainer saved by version 1 (one
+    # Projector layer per pair; written by tests/fixtures/legacy/make_v1_trainer_fixture.py with the version-1 code).
+    import keras_mtcl.metrics  # noqa: F401  (registers the compiled metrics)
+    import keras_mtcl.trainer  # noqa: F401  (registers MultiTaskTrainer)
+    from keras_mtcl.model import load_model  # registers the model's serialisable classes first
+
+    reference = v1_fixture()
+    with pytest.warns(UserWarning, match="loaded the 2 per-pair projectors of a keras_mtcl <= 0.2 file"):
+        trainer = load_model(FIXTURES / "legacy" / "v1_trainer_regularized.keras", compile=True)
+    regularizer = trainer.regularizer
+    assert [tuple(v.shape) for v in regularizer.bank] == [(2, 6, 5), (2, 5), (2, 5, 3), (2, 3)]
+    features = {n: reference[f"features_{n}"] for n in ("semseg", "depth")}
+    model_features = to_numpy(trainer.model.training_outputs(reference["x"], training=True)["features"])
+    for name, value in features.items():
+        np.testing.assert_allclose(model_features[name], value, rtol=1e-4, atol=1e-4)
+    triplets = {n: {k: reference[f"{k}_{n}"] for k in ("anchor", "positive", "negative", "weights")} for n in features}
+    out = to_numpy(regularizer.triplet_losses(features, triplets, {"semseg": "depth", "depth": "semseg"}))
+    assert out["per_task"]["semseg"] == pytest.approx(float(reference["loss_semseg_from_depth"]), abs=1e-5)
+    assert out["per_task"]["depth"] == pytest.approx(float(reference["loss_depth_from_semseg"]), abs=1e-5)
+    # It trains on from there.
+    labels = {n: reference[f"labels_{n}"] for n in features}
+    trainer.compile(optimizer="adam")
+    history = trainer.fit(reference["x"], labels, epochs=1, verbose=0).history
+    assert np.isfinite(history["contrastive_semseg"]).all()
+
+
+def test_version_1_projectors_that_do_not_fit_fail_with_one_message(tmp_path):
+    # The fixture's weights (projector width 5) loaded into a trainer whose projectors are 7 wide.
+    import zipfile
+
+    from keras_mtcl import backbones
+    from keras_mtcl.model import MultiTaskModel
+    from keras_mtcl.trainer import MultiTaskTrainer
+
+    with zipfile.ZipFile(FIXTURES / "legacy" / "v1_trainer_regularized.keras") as archive:
+        (tmp_path / "v1.weights.h5").write_bytes(archive.read("model.weights.h5"))
+    specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 4})
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(4, 4, 8, 8)), specs, decoder_options={"head_channels": 6})
+    regularizer = CrossTaskContrastive(num_anchors=8, pool_size=16, projector_width=7, projection_dim=3, name="cross_task_contrastive")
+    trainer = MultiTaskTrainer(model, regularizer=regularizer)
+    with pytest.raises(ValueError, match=r"keras_mtcl <= 0.2 projector of the pair \('semseg', 'depth'\) has weights of shapes"):
+        trainer.load_weights(tmp_path / "v1.weights.h5")
+    # A store that is not an HDF5 file cannot be searched for version-1 projectors: one message says so.
+    with pytest.raises(ValueError, match=r"only an HDF5 store .* can be searched for the per-pair projectors of keras_mtcl <= 0.2"):
+        make_layer(NYUD[:2]).load_own_variables({})
+
+
+def test_the_step_has_no_conditional():
+    # Sources are sampled once per step and selected by gathers: the differentiated step holds no
+    # cond / switch / while (v1 had a chain of K - 1 conditionals per target).
+    layer = make_layer()
+    features, labels = random_features(NYUD, 2), random_labels(NYUD, 2)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def step(f, l):
+            with tf.GradientTape() as tape:
+                tape.watch(f)
+                loss = layer(f, l)["loss"]
+            return tape.gradient(loss, (f, layer.trainable_variables))
+
+        graph = step.get_concrete_function(features, labels).graph.as_graph_def()
+        ops_used = {n.op for n in graph.node} | {n.op for fn in graph.library.function for n in fn.node_def}
+        control = {"If", "StatelessIf", "Case", "StatelessCase", "While", "StatelessWhile"} & ops_used
+        assert not control, control
+    elif BACKEND == "jax":
+        import jax
+
+        trainable = [v.value for v in layer.trainable_variables]
+        non_trainable = [v.value for v in layer.non_trainable_variables]
+
+        def loss(trainable, f):
+            return layer.stateless_call(trainable, non_trainable, f, labels)[0]["loss"]
+
+        text = str(jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(trainable, features))
+        for primitive in ("cond", "switch", "while"):
+            assert f" {primitive}[" not in text, primitive
+    else:
+        pytest.skip("torch runs eagerly: there is no graph to inspect (the same code path as the other backends)")
+
+
+def test_sparse_edge_labels_take_the_any_positive_rule_and_nearest_stays_an_option():
+    # One-pixel lines on rows 1 and column 1: at stride 4, nearest sampling reads pixel 4 i + 2 and sees
+    # no edge at all (one class: no triplet); the any-positive rule keeps the cells the lines cross.
+    specs = [tasks.semseg(num_classes=4), tasks.edge()]
+    labels = {"semseg": random_labels(specs[:1], 2, 16, 20)["semseg"], "edge": np.zeros((2, 16, 20, 1), "int32")}
+    labels["edge"][:, 1, :] = 1
+    labels["edge"][:, :, 1] = 1
+    features = {t.name: np.random.default_rng(0).normal(size=(2, 4, 5, 6)).astype("float32") for t in specs}
+    fractions = {}
+    for rule in ("task", "nearest"):
+        layer = CrossTaskContrastive(specs, num_anchors=8, pool_size=20, projector_width=8, projection_dim=4, label_resize=rule, seed=0)
+        layer.build({t.name: (None, 4, 5, 6) for t in specs})
+        fractions[rule] = float(to_numpy(layer(features, labels))["triplet_fraction_per_source"]["edge"])
+    assert fractions["task"] > 0.9 and fractions["nearest"] == 0.0, fractions
+    assert CrossTaskContrastive.from_config(layer.get_config()).label_resize == "nearest"
+    with pytest.raises(ValueError, match="Received: label_resize='max'"):
+        CrossTaskContrastive(specs, label_resize="max")
+
+
+def test_ranking_finds_a_triplet_for_most_anchors():
+    # Version 1 drew two independent candidates: with class labels one had to share the anchor's class
+    # and one not (35 % of semseg, 20 % of edge anchors on the synthetic scenes). Drawing the second
+    # among the first's rankable partners finds a triplet wherever the pool holds one.
+    layer = CrossTaskContrastive(NYUD, criterion="ranking", num_anchors=32, pool_size=64, projector_width=8, projection_dim=4, seed=0)
+    layer.build({t.name: (None, 16, 20, 6) for t in NYUD})
+    features = {t.name: np.random.default_rng(0).normal(size=(2, 16, 20, 6)).astype("float32") for t in NYUD}
+    from keras_mtcl.testing.labels import random_labels as draw
+
+    out = to_numpy(layer(features, draw(NYUD, 2, 32, 40, seed=0, block=8)))
+    for source, fraction in out["triplet_fraction_per_source"].items():
+        assert fraction > 0.9, (source, fraction)
+    # The triplets obey the ranking: the positive is closer to the anchor than the negative, by more than eps.
+    sample = to_numpy(layer.sample(features, draw(NYUD, 2, 32, 40, seed=0, block=8)))
+    depth_labels = to_numpy(feature_labels(tasks.depth(), draw(NYUD, 2, 32, 40, seed=0, block=8)["depth"], (16, 20))).reshape(2, -1)
+    for target, drawn in sample.items():
+        if NYUD[int(drawn["sources"][0])].name != "depth":
+            continue
+        used = drawn["weights"][0] > 0
+        take = lambda i: np.take_along_axis(depth_labels, drawn[i][0], axis=1)  # noqa: E731
+        d_p = np.abs(np.log(take("anchor")) - np.log(take("positive")))
+        d_n = np.abs(np.log(take("anchor")) - np.log(take("negative")))
+        assert (d_n[used] - d_p[used] > math.log(1.05) - 1e-5).all(), target

@@ -10,7 +10,7 @@ import pytest
 
 from harness import to_numpy
 from keras_mtcl import backbones, tasks
-from keras_mtcl.decoders import get_decoder, list_decoders
+from keras_mtcl.decoders import list_decoders
 from keras_mtcl.decoders.blocks import FeaturePropagation, MultiModalDistillation
 from keras_mtcl.model import MultiTaskModel, load_model
 from keras_mtcl.trainer import MultiTaskTrainer

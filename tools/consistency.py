@@ -290,7 +290,8 @@ def triplet_distances(
     """
     from keras import ops
 
-    from keras_mtcl.contrastive import gather_pixels, l2_normalize_safe, sample_triplets
+    from keras_mtcl.contrastive import gather_pixels, sample_triplets
+    from keras_mtcl.losses import l2_normalize
 
     _check_request({"model": model}, target, spaces)
     options = dict(options or sampling_options([model]))
@@ -326,7 +327,7 @@ def triplet_distances(
                     projector = regularizer(model).get_projector(target, source)
                     z = ops.reshape(projector(ops.reshape(vectors, (-1, vectors.shape[-1]))), (batch, 3 * num_anchors, -1))
                 else:
-                    z = l2_normalize_safe(vectors)
+                    z = l2_normalize(vectors)
                 anchor, positive, negative = z[:, :num_anchors], z[:, num_anchors : 2 * num_anchors], z[:, 2 * num_anchors :]
                 d_pos = ops.convert_to_numpy(ops.sum(ops.square(anchor - positive), axis=-1)).reshape(-1)
                 d_neg = ops.convert_to_numpy(ops.sum(ops.square(anchor - negative), axis=-1)).reshape(-1)
@@ -397,14 +398,9 @@ def format_table(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _figure_class():
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:
-        raise ImportError(
-            "tools/consistency.py draws its plot with matplotlib, which is not installed here. Install it with "
-            "`pip install matplotlib==3.11.2` or the project's dev extra (`pip install -e '.[dev]'`)."
-        ) from error
-    return Figure
+    from keras_mtcl import optional
+
+    return optional.import_optional("matplotlib.figure", "dev", "The plot of tools/consistency.py").Figure
 
 
 def plot_distances(
