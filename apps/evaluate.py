@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from keras_mtcl.errors import ConfigError, reports_user_errors, require_positive  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,39 +50,46 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
+    require_positive(batch_size=args.batch_size, pad_multiple=args.pad_multiple,
+                     synthetic_count=args.synthetic_count, workers=args.workers)
     model_path = Path(args.model)
+    output = Path(args.output or model_path.parent / f"evaluation_{args.dataset}_{args.split}.json")
 
     from keras_mtcl import evaluation, metrics
     from keras_mtcl.data import pipeline
     from keras_mtcl.data.sources import open_split
-    from keras_mtcl.model import ModelFileError, load_model
+    from keras_mtcl.model import load_model
 
-    try:
-        model = load_model(model_path, compile=False)
-    except (FileNotFoundError, ModelFileError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    model = load_model(model_path, compile=False)
     if args.dataset != "synthetic" and not args.manual_dir:
-        message = f"dataset {args.dataset!r} is read from its downloaded folder: pass --manual-dir PATH."
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"dataset {args.dataset!r} is read from its downloaded folder: pass --manual-dir PATH.")
+    output.parent.mkdir(parents=True, exist_ok=True)  # an unwritable report folder fails now, not after evaluating
     try:
         examples, data_specs = open_split(
             args.dataset, args.split, manual_dir=args.manual_dir, data_dir=args.data_dir,
             synthetic_size=args.synthetic_size, synthetic_count=args.synthetic_count,
         )
-    except (FileNotFoundError, ValueError) as error:  # missing download, bad layout, unknown split or tasks
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:  # unknown split or tasks of a dataset
+        raise ConfigError(str(error)) from None
     wanted = [n for n in args.tasks.split(",") if n] or model.task_names
-    available = {t.name for t in data_specs}
+    available = {t.name: t for t in data_specs}
     missing = [n for n in wanted if n not in available or n not in model.task_names]
     if missing:
-        print(f"error: tasks {missing} are not both predicted by the model ({model.task_names}) and labelled "
-              f"in the dataset ({sorted(available)}); choose --tasks from their intersection.", file=sys.stderr)
-        return 2
+        raise ConfigError(
+            f"tasks {missing} are not both predicted by the model ({model.task_names}) and labelled in the dataset "
+            f"({sorted(available)}); choose --tasks from their intersection."
+        )
+    for spec in model.task_specs:
+        labelled = available.get(spec.name)
+        if spec.name in wanted and (labelled.kind != spec.kind or labelled.channels != spec.channels):
+            raise ConfigError(
+                f"the model predicts {spec.name!r} as {spec.kind} with {spec.channels} channels, but the {args.dataset!r} "
+                f"dataset labels it as {labelled.kind} with {labelled.channels}: evaluate on the dataset the model was "
+                f"trained on, or leave {spec.name!r} out of --tasks."
+            )
     specs = [t for t in model.task_specs if t.name in wanted]
     batches = pipeline.eval_pipeline(
         examples, specs, batch_size=args.batch_size,
@@ -93,7 +102,6 @@ def main(argv=None) -> int:
     report = {"model": str(model_path), "dataset": args.dataset, "split": args.split, "metrics": results}
     if args.baselines:
         report["delta_m"] = metrics.delta_m(results, evaluation.load_baselines(args.baselines), tasks=specs)
-    output = Path(args.output or model_path.parent / f"evaluation_{args.dataset}_{args.split}.json")
     output.write_text(json.dumps(evaluation.json_safe(report), indent=2))
     print(evaluation.format_table(results))
     if "delta_m" in report:

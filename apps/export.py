@@ -22,6 +22,8 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "tensorflow"  # SavedModel export runs on TensorFlow
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from keras_mtcl.errors import reports_user_errors, require_positive  # noqa: E402
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,8 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
+    require_positive(pad_multiple=args.pad_multiple, version=args.version)
     model_path = Path(args.model)
 
     from keras_mtcl import export
@@ -50,6 +54,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     serving_root = Path(args.serving_root)
+    serving_root.mkdir(parents=True, exist_ok=True)  # an unwritable --serving-root fails before the export
     try:
         version_dir = export.export_for_serving(
             model,

@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from keras_mtcl.errors import ConfigError, reports_user_errors, require_positive  # noqa: E402
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -104,6 +106,7 @@ def load_predictor(model_path: Path, pad_multiple: int):
     return predict_keras, specs, f"Keras model {model_path}"
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a .keras model file, or a SavedModel (version or model folder) from apps/export.py")
@@ -112,30 +115,32 @@ def main(argv=None) -> int:
     parser.add_argument("--save-arrays", action="store_true", help="also write each output as <out>/<stem>/<output>.npy")
     parser.add_argument("--pad-multiple", type=int, default=32, help="pad to a multiple of this (.keras models only)")
     args = parser.parse_args(argv)
+    require_positive(pad_multiple=args.pad_multiple)
+    files = collect_images(args.images)
     try:
-        files = collect_images(args.images)
         check_output_folder(Path(args.out), files)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     import numpy as np
     from PIL import Image
 
-    from keras_mtcl.export import ExportError
+    from keras_mtcl.data.decode import CorruptFileError, read_rgb
     from keras_mtcl.inference import panel_maps
-    from keras_mtcl.model import ModelFileError
     from keras_mtcl.visualize import prediction_panel
 
-    try:
-        predict, specs, description = load_predictor(Path(args.model), args.pad_multiple)
-    except (FileNotFoundError, ModelFileError, ExportError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    predict, specs, description = load_predictor(Path(args.model), args.pad_multiple)
     print(f"Model: {description}; tasks {[t.name for t in specs]}", flush=True)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # an unwritable --out fails here, before any image is predicted
+    skipped = []
     for index, (path, stem) in enumerate(zip(files, output_stems(files)), 1):
-        image = np.asarray(Image.open(path).convert("RGB"))
+        try:
+            image = read_rgb(path)
+        except CorruptFileError as error:
+            # One unreadable file among many: say so and go on with the others.
+            print(f"warning: skipped {path}: {' '.join(str(error).split())}", file=sys.stderr, flush=True)
+            skipped.append(path)
+            continue
         outputs = predict(image)
         Image.fromarray(prediction_panel(image, specs, panel_maps(specs, outputs))).save(out / f"{stem}.png")
         if args.save_arrays:
@@ -143,6 +148,10 @@ def main(argv=None) -> int:
             for name, value in outputs.items():
                 np.save(out / stem / f"{name}.npy", value)
         print(f"[{index}/{len(files)}] {path} -> {out / (stem + '.png')}", flush=True)
+    if len(skipped) == len(files):
+        raise ConfigError(f"none of the {len(files)} images could be read (see the warnings above); pass readable images.")
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable image(s) of {len(files)}.", flush=True)
     return 0
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keras_mtcl import presets  # noqa: E402
+from keras_mtcl.errors import error_line, reports_user_errors  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,10 +48,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _fail(error) -> int:
-    print(f"error: {error}", file=sys.stderr)
+    print(error_line(error), file=sys.stderr)
     return 2
 
 
+@reports_user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:

@@ -26,7 +26,7 @@ and TF Serving leave alone) records the task specs, output names and the
 signature's mean, std and pad multiple; `load_saved_model` reads it back.
 
 `export_onnx` converts the same serving computation to ONNX with tf2onnx
-(`pip install keras_mtcl[onnx]`): one input `images` (B, H, W, 3) uint8 with
+(`pip install "keras_mtcl[onnx]"`): one input `images` (B, H, W, 3) uint8 with
 dynamic B, H and W, and the outputs above, by name.
 """
 
@@ -40,6 +40,7 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
+from keras_mtcl import optional
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_mtcl.tasks import TaskSpec
@@ -105,8 +106,16 @@ def serving_function(
     std = np.asarray(std, "float32") * 255.0
 
     def serve(images):
-        tf.debugging.assert_equal(
+        channels = tf.debugging.assert_equal(
             tf.shape(images)[-1], 3, message="`images` must be a (B, H, W, 3) uint8 RGB batch: wrong channel count"
+        )
+        # A runtime check after the channel count's: the signature declares rank 4, but a caller may still feed
+        # a single (H, W, 3) image.
+        with tf.control_dependencies([channels] if channels is not None else []):
+            images = tf.ensure_shape(images, [None, None, None, 3], name="images_must_be_B_H_W_3")
+        tf.debugging.assert_positive(
+            tf.shape(images)[:3],
+            message="`images` must hold at least one image of at least 1x1 pixels: (B, H, W, 3) with B, H, W >= 1",
         )
         x = (tf.cast(images, tf.float32) - tf.constant(mean)) / tf.constant(std)
         height, width = tf.shape(x)[1], tf.shape(x)[2]
@@ -344,8 +353,16 @@ def _tasks_from_outputs(outputs: dict[str, Any]) -> list[TaskSpec]:
 
 
 def _uint8_images(images) -> np.ndarray:
-    """`images` as uint8, refusing floats (a [0, 1] image would turn black) and integers outside 0..255."""
+    """`images` as uint8, refusing floats (a [0, 1] image would turn black) and integers outside 0..255.
+
+    Also refuses what is not a non-empty (B, H, W, 3) batch, before TensorFlow sees it.
+    """
     array = np.asarray(images)
+    if array.ndim != 4 or array.shape[-1] != 3 or min(array.shape) < 1:
+        hint = " (one image: pass images[None])" if array.ndim == 3 else ""
+        raise ValueError(
+            f"`images` must be a (B, H, W, 3) batch of at least one RGB image{hint}. Received: images with shape {array.shape}"
+        )
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.integer) and (array.size == 0 or (array.min() >= 0 and array.max() <= 255)):
@@ -396,16 +413,6 @@ def load_saved_model(path: str | os.PathLike) -> tuple[Callable[[np.ndarray], di
     return predict, specs, directory
 
 
-def _require_onnx():
-    try:
-        import onnx  # noqa: F401
-        import tf2onnx  # noqa: F401
-    except ImportError as error:
-        raise ExportError(
-            f"ONNX export needs tf2onnx and onnx ({error}); install them with `pip install keras_mtcl[onnx]`."
-        ) from None
-
-
 def export_onnx(
     model: MultiTaskModel,
     path: str | os.PathLike,
@@ -420,16 +427,18 @@ def export_onnx(
     of the SavedModel signature (module docstring), by name. The task specs
     are stored in the model's metadata under `keras_mtcl.tasks` (JSON).
 
-    Runs on the TensorFlow backend and needs `pip install keras_mtcl[onnx]`.
+    Runs on the TensorFlow backend and needs `pip install "keras_mtcl[onnx]"`.
 
     Raises:
-        ExportError: another backend, tf2onnx missing, or a failed conversion.
+        ExportError: another backend, or a failed conversion.
+        MissingExtraError: tf2onnx or onnx is not installed (the `onnx` extra).
     """
     _require_tensorflow_backend()
-    _require_onnx()
-    import onnx
+    optional.require("onnx", "ONNX export", modules=("tf2onnx", "onnx"))  # one error naming both when both lack
     import tensorflow as tf
-    import tf2onnx
+
+    onnx = optional.import_optional("onnx", "onnx", "ONNX export")
+    tf2onnx = optional.import_optional("tf2onnx", "onnx", "ONNX export")
 
     path = Path(path)
     served = inference_model(model)
@@ -476,15 +485,13 @@ def verify_onnx(
         fraction of differing class ids).
 
     Raises:
-        ExportError: onnxruntime missing, or an output missing or too far.
+        ExportError: an output missing or too far.
+        MissingExtraError: onnxruntime is not installed (the `onnx` extra).
     """
     _require_tensorflow_backend()
     import tensorflow as tf
 
-    try:
-        import onnxruntime
-    except ImportError:
-        raise ExportError("Checking the ONNX file needs onnxruntime: `pip install keras_mtcl[onnx]`.") from None
+    onnxruntime = optional.import_optional("onnxruntime", "onnx", "Checking the ONNX file")
     images = _test_images(images)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]

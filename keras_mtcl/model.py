@@ -170,6 +170,10 @@ class ModelFileError(ValueError):
     """A model path exists but is not a `.keras` archive (a folder, another file format, a broken archive)."""
 
 
+# What keras_mtcl saves: the inference network, or a trainer holding one.
+_SAVED_CLASSES = ("MultiTaskModel", "MultiTaskTrainer")
+
+
 def load_model(path, compile: bool = False) -> MultiTaskModel:
     """Loads a `.keras` file written by `MultiTaskModel.save` (or by keras_mtcl 0.1), on any backend.
 
@@ -188,8 +192,8 @@ def load_model(path, compile: bool = False) -> MultiTaskModel:
     Raises:
         FileNotFoundError: nothing at `path`.
         ModelFileError: `path` is a folder, or a file that is not a `.keras`
-            zip archive with a `config.json`, or a 0.1 file that cannot be
-            converted.
+            zip archive with a `config.json`, holds another kind of model,
+            cannot be loaded, or is a 0.1 file that cannot be converted.
     """
     import json
     import os
@@ -204,13 +208,27 @@ def load_model(path, compile: bool = False) -> MultiTaskModel:
     with zipfile.ZipFile(path) as archive:
         if "config.json" not in archive.namelist():
             raise ModelFileError(f"{path} is a zip archive without config.json, not a .keras model file.")
-        config = json.loads(archive.read("config.json"))
+        try:
+            config = json.loads(archive.read("config.json"))
+        except (ValueError, OSError, zipfile.BadZipFile) as error:
+            raise ModelFileError(f"{path} has an unreadable config.json ({error}), not a .keras model file.") from None
 
     _register_serializables()
     inner = config.get("config", {}) if isinstance(config, dict) else {}
-    if config.get("class_name") == "MultiTaskModel" and ("framework" in inner or "contrastive" in inner):
+    class_name = config.get("class_name") if isinstance(config, dict) else None
+    if class_name not in _SAVED_CLASSES:
+        raise ModelFileError(
+            f"{path} holds a {class_name or 'non-Keras'} model, not a keras_mtcl MultiTaskModel; pass a model.keras "
+            "written by apps/train.py or MultiTaskModel.save."
+        )
+    if class_name == "MultiTaskModel" and ("framework" in inner or "contrastive" in inner):
         return _convert_v01(path, inner)
-    return keras.saving.load_model(path, compile=compile)
+    try:
+        model = keras.saving.load_model(path, compile=compile)
+    except (KeyError, TypeError, AttributeError, ValueError, OSError) as error:
+        # Keras reports a damaged archive or an edited config with any of these types.
+        raise ModelFileError(f"{path} cannot be loaded ({type(error).__name__}: {error}); train or save it again.") from error
+    return model
 
 
 def _register_serializables() -> None:

@@ -20,6 +20,8 @@ import types
 import typing
 from typing import Any, Mapping, Sequence
 
+from keras_mtcl.errors import ConfigError
+
 # Larger learning rates only ever diverge (NaN weights); refused up front.
 MAX_LEARNING_RATE = 10.0
 
@@ -98,6 +100,7 @@ class RunConfig:
     output_dir: str = ""
 
     def __post_init__(self):
+        _check_types(self)
         choices = {
             "dataset": ("synthetic", "nyud", "pascal", "folder"),
             "optimizer": ("adam", "adamw", "sgd"),
@@ -105,17 +108,26 @@ class RunConfig:
         }
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
-                raise ValueError(f"`{field}` must be one of {allowed}. Received: {field}={getattr(self, field)!r}")
+                raise ConfigError(f"`{field}` must be one of {allowed}. Received: {field}={getattr(self, field)!r}")
         for field in ("image_size", "synthetic_size") + (("eval_size",) if self.eval_size else ()):
             size = getattr(self, field)
             if len(size) != 2 or min(size) < 8:
-                raise ValueError(f"`{field}` must be (height, width), each >= 8. Received: {field}={size}")
-        for field in ("batch_size", "epochs"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"`{field}` must be >= 1. Received: {field}={getattr(self, field)}")
-        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
-                and 0 < self.learning_rate <= MAX_LEARNING_RATE):
-            raise ValueError(
+                raise ConfigError(f"`{field}` must be (height, width), each >= 8. Received: {field}={size}")
+        for field, minimum, meaning in (
+            ("batch_size", 1, ""),
+            ("epochs", 1, ""),
+            ("steps_per_epoch", 0, " (0 = one pass over the training split)"),
+            ("synthetic_train", 1, ""),
+            ("synthetic_val", 1, ""),
+            ("num_pictures", 0, ""),
+            ("weight_decay", 0, " (0 disables it)"),
+            ("clipnorm", 0, " (0 disables it)"),
+            ("poly_power", 0, ""),
+        ):
+            if getattr(self, field) < minimum:
+                raise ConfigError(f"`{field}` must be >= {minimum}{meaning}. Received: {field}={getattr(self, field)}")
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= MAX_LEARNING_RATE):
+            raise ConfigError(
                 f"`learning_rate` must be a number in (0, {MAX_LEARNING_RATE:g}] (typically 1e-4 to 1e-1). "
                 f"Received: learning_rate={self.learning_rate}"
             )
@@ -140,13 +152,50 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "RunConfig":
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"A config must be a JSON object of RunConfig fields. Received: {type(values).__name__}")
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ValueError(f"Unknown RunConfig fields {unknown}. Known: {sorted(f.name for f in dataclasses.fields(cls))}")
+            raise ConfigError(f"Unknown RunConfig fields {unknown}. Known: {sorted(f.name for f in dataclasses.fields(cls))}")
         return cls(**values)
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _describe(hint) -> str:
+    """What a field of type `hint` takes, in words (for error messages)."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return "a list of " + {int: "integers", str: "strings"}.get(typing.get_args(hint)[0], "values")
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, "a JSON object")
+
+
+def _has_type(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, (list, tuple)) and all(_has_type(v, item) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+
+
+def _check_types(config: RunConfig) -> None:
+    """Refuses field values of the wrong type (a JSON config may hold `"epochs": "abc"` or `1.5`)."""
+    hints = typing.get_type_hints(RunConfig)
+    for field in dataclasses.fields(RunConfig):
+        value = getattr(config, field.name)
+        if not _has_type(value, hints[field.name]):
+            raise ConfigError(
+                f"`{field.name}` must be {_describe(hints[field.name])}. Received: {field.name}={value!r}"
+            )
 
 
 # The NYUD-v2 recipe shared by its baseline and regularized presets.
@@ -232,7 +281,7 @@ def _parse_value(field: dataclasses.Field, text: str):
     if hint is bool:
         lowered = text.strip().lower()
         if lowered not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-            raise ValueError(f"`{field.name}` takes true/false. Received: {field.name}={text!r}")
+            raise ConfigError(f"`{field.name}` takes true/false. Received: {field.name}={text!r}")
         return lowered in ("true", "1", "yes", "on")
     if hint is int:
         return int(text)
@@ -249,7 +298,7 @@ def _parse_value(field: dataclasses.Field, text: str):
     # Mappings: JSON objects.
     value = json.loads(text)
     if not isinstance(value, dict):
-        raise ValueError(f"`{field.name}` takes a JSON object. Received: {field.name}={text!r}")
+        raise ConfigError(f"`{field.name}` takes a JSON object. Received: {field.name}={text!r}")
     return value
 
 
@@ -261,14 +310,14 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or key not in fields:
-            raise ValueError(
+            raise ConfigError(
                 f"Overrides take the form field=value with a RunConfig field ({', '.join(sorted(fields))}). "
                 f"Received: {item!r}"
             )
         try:
             changes[key] = _parse_value(fields[key], text)
         except (ValueError, json.JSONDecodeError) as error:
-            raise ValueError(f"Cannot parse the value of `{key}`: {error}. Received: {item!r}") from None
+            raise ConfigError(f"Cannot parse the value of `{key}`: {error}. Received: {item!r}") from None
     return config.replace(**changes)
 
 
@@ -279,5 +328,5 @@ def list_presets() -> list[str]:
 def get_preset(name: str, overrides: Sequence[str] = ()) -> RunConfig:
     """The `RunConfig` of preset `name`, with optional `key=value` overrides."""
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset. Expected one of {list_presets()}. Received: name={name!r}")
+        raise ConfigError(f"Unknown preset. Expected one of {list_presets()}. Received: name={name!r}")
     return apply_overrides(RunConfig(**PRESETS[name]), overrides)

@@ -9,6 +9,7 @@ The apps are thin wrappers over these functions, so a run can be scripted:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -21,12 +22,101 @@ import keras
 import numpy as np
 
 from keras_mtcl import backbones
+from keras_mtcl.errors import ConfigError
 from keras_mtcl.evaluation import evaluate_model, format_table, json_safe
 from keras_mtcl.metrics import task_metrics
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.presets import RunConfig
 from keras_mtcl.tasks import TaskSpec
 from keras_mtcl.trainer import MultiTaskTrainer
+
+
+# Keyword arguments every Keras layer takes (a decoder passes its `**kwargs` on to keras.layers.Layer).
+_LAYER_KEYWORDS = ("name", "dtype", "trainable", "autocast")
+
+
+def _check_keywords(field: str, function, options, exclude: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
+    """Refuses keys of `options` that `function` does not take, or that the run sets itself (`exclude`).
+
+    `extra`: the keywords its `**kwargs` accepts; without it, a function with `**kwargs` takes any key.
+    """
+    parameters = inspect.signature(function).parameters
+    variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    named = [n for n, p in parameters.items() if p.kind not in variadic and n not in exclude] + list(extra)
+    open_ended = not extra and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    unknown = [k for k in options if k in exclude or (not open_ended and k not in named)]
+    if unknown:
+        raise ConfigError(f"`{field}` has unknown keys {unknown}; it takes {sorted(named)}. Received: {field}={dict(options)}")
+
+
+def _dataset_tasks(config: RunConfig) -> list[str] | None:
+    """The task names the dataset of `config` carries (None: only known once the dataset is prepared)."""
+    if config.dataset == "synthetic":
+        from keras_mtcl.data.synthetic import SYNTHETIC_TASKS
+
+        return list(SYNTHETIC_TASKS)
+    if config.dataset == "folder":
+        if not config.manual_dir:
+            return None
+        from keras_mtcl.data import folder
+
+        return list(folder.read_manifest(config.manual_dir).tasks)
+    from keras_mtcl.tasks import TASK_SETS
+
+    return list(TASK_SETS[config.dataset]["tasks"])
+
+
+def check_config(config: RunConfig) -> None:
+    """Checks the names and options of `config` against the registries, before any data is read or model built.
+
+    `RunConfig` checks each field's type and range by itself; this adds what
+    needs the package: the backbone, decoder and task names, the keys of
+    `backbone_options` and `decoder_options`, the `CrossTaskContrastive`
+    arguments in `contrastive_options` (by constructing the layer, which
+    validates them), two tasks for the regularizer and a backend for
+    `distribute`.
+
+    Raises:
+        ConfigError: the message names the field, what it takes and the value received.
+    """
+    from keras_mtcl import decoders
+
+    if config.backbone not in backbones.list_backbones():
+        raise ConfigError(f"`backbone` must be one of {backbones.list_backbones()}. Received: backbone={config.backbone!r}")
+    _check_keywords("backbone_options", backbones.backbone_builder(config.backbone), config.backbone_options)
+    if config.framework not in decoders.list_decoders():
+        raise ConfigError(f"`framework` must be one of {decoders.list_decoders()}. Received: framework={config.framework!r}")
+    _check_keywords("decoder_options", decoders.decoder_class(config.framework).__init__, config.decoder_options,
+                    exclude=("self", "tasks"), extra=_LAYER_KEYWORDS)
+    available = _dataset_tasks(config)
+    unknown = [t for t in config.tasks if available is not None and t not in available]
+    if unknown or len(set(config.tasks)) != len(config.tasks):
+        raise ConfigError(
+            f"`tasks` must be distinct tasks of the {config.dataset!r} dataset, which has {available} (empty: all of them). "
+            f"Received: tasks={','.join(config.tasks)}"
+        )
+    if config.contrastive:
+        from keras_mtcl.contrastive import CrossTaskContrastive
+
+        count = len(config.tasks or available or ())
+        if count == 1:
+            raise ConfigError(
+                "The contrastive regularizer needs at least two tasks (each task's source is another task): add a task "
+                f"or set contrastive=false. Received: tasks={','.join(config.tasks or available)}"
+            )
+        # The run binds the tasks and sets the seed; every other argument is the layer's, checked by its constructor.
+        _check_keywords("contrastive_options", CrossTaskContrastive.__init__, config.contrastive_options,
+                        exclude=("self", "tasks"), extra=_LAYER_KEYWORDS)
+        try:
+            CrossTaskContrastive(**{"seed": config.seed, **dict(config.contrastive_options)})
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"`contrastive_options` (the arguments of CrossTaskContrastive): {error}") from None
+    if config.distribute and keras.backend.backend() not in ("jax", "tensorflow"):
+        raise ConfigError(
+            "`distribute` trains on the JAX or TensorFlow backend; Keras has no data-parallel training for "
+            f"{keras.backend.backend()}. Start with KERAS_BACKEND=jax or tensorflow, or set distribute=false. "
+            "Received: distribute=true"
+        )
 
 
 def build_model(config: RunConfig, task_specs: list[TaskSpec]) -> MultiTaskModel:
@@ -42,7 +132,7 @@ def build_trainer(config: RunConfig, model: MultiTaskModel) -> MultiTaskTrainer:
         from keras_mtcl.contrastive import CrossTaskContrastive
 
         if len(model.task_specs) < 2:
-            raise ValueError(
+            raise ConfigError(
                 "The contrastive regularizer needs at least two tasks (each task's source is another task). "
                 f"Received: tasks={model.task_names}"
             )
@@ -351,6 +441,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     """
     if resume and overwrite:
         raise ValueError("Pass either `resume` or `overwrite`, not both. Received: resume=True, overwrite=True")
+    check_config(config)  # before anything is written, read or built
     run_dir = Path(config.run_dir)
     if overwrite:
         for name in RUN_OUTPUTS:
@@ -374,7 +465,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     train_batches, val_batches = make_pipelines(config, train_ds, val_ds, specs)
     steps_per_epoch = config.steps_per_epoch or int(train_batches.cardinality())
     if steps_per_epoch < 1:
-        raise ValueError(
+        # RunConfig refuses negative steps_per_epoch: here the split really is smaller than one batch.
+        raise ConfigError(
             f"The training split gives no full batch of {config.batch_size}: lower batch_size or add data. "
             f"Received: batch_size={config.batch_size}"
         )
@@ -473,6 +565,7 @@ __all__ = [
     "SafeBackupAndRestore",
     "build_model",
     "build_optimizer",
+    "check_config",
     "check_run_folder",
     "load_data",
     "make_pipelines",

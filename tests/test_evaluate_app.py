@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from keras_mtcl import backbones
@@ -46,6 +47,7 @@ def test_evaluate_app_reports_every_metric(tmp_path):
     assert "semseg_miou" in result.stdout and "delta_m" in result.stdout
 
 
+@pytest.mark.backend_independent  # the app stops before loading anything
 def test_evaluate_app_names_a_missing_model_file(tmp_path):
     missing = subprocess.run(
         [sys.executable, str(ROOT / "apps/evaluate.py"), str(tmp_path / "nope.keras")], capture_output=True, text=True

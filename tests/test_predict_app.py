@@ -80,5 +80,11 @@ def test_predict_app_writes_pictures_and_arrays(tmp_path):
     classes = np.load(tmp_path / "out" / "b" / "semseg_classes.npy")
     assert classes.dtype == np.int32 and np.array_equal(classes, probabilities.argmax(-1))
     assert np.load(tmp_path / "out" / "a" / "depth.npy").shape == (20, 30, 1)
+
+
+@pytest.mark.backend_independent  # the images are looked for before the model is loaded
+def test_predict_app_names_a_missing_image_folder(tmp_path):
+    model_file = tmp_path / "model.keras"
+    _model().save(model_file)
     missing = subprocess.run([sys.executable, str(ROOT / "apps/predict.py"), str(model_file), str(tmp_path / "nope")], capture_output=True, text=True)
     assert missing.returncode == 2 and "No image or folder" in missing.stderr

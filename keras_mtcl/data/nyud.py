@@ -48,6 +48,7 @@ or from a shell:
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 import pathlib
 import types
@@ -57,6 +58,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl.data import decode
+from keras_mtcl.errors import ConfigError, reports_user_errors
 from keras_mtcl.data.builders import ManualTaskBuilder
 from keras_mtcl.data.decode import (
     DatasetLayoutError,
@@ -420,7 +422,7 @@ def prepare(
     else:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown or not tasks:
-            raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}. Received: tasks={tasks!r}")
+            raise ConfigError(f"`tasks` must be a non-empty subset of {TASKS}. Received: tasks={tasks!r}")
         tasks = tuple(t for t in TASKS if t in tasks)
     builder = NyudMultiTask(data_dir=str(data_dir), config=decode.config_name(tasks))
     decode.download_and_prepare(builder, root, overwrite=overwrite)
@@ -432,7 +434,8 @@ def load_split(builder: NyudMultiTask, split: str, shuffle_files: bool = False):
     return decode.load_split(builder, split, shuffle_files=shuffle_files)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@reports_user_errors
+def main(argv: Sequence[str] | None = None) -> int:
     """Command line: prepare NYUD-v2 from a manual download."""
     parser = argparse.ArgumentParser(description="Prepare NYUD-v2 multi-task (tfds) from a downloaded release.")
     parser.add_argument("--manual_dir", required=True, help="NYUD_MT/ or NYUDv2/ folder (or its parent).")
@@ -444,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     splits = {name: info.num_examples for name, info in builder.info.splits.items()}
     print(f"{builder.info.full_name}: layout {builder.info.metadata['layout']}, tasks {list(builder.tasks)}, "
           f"splits {splits}, in {builder.data_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

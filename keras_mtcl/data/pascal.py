@@ -51,6 +51,7 @@ or `python -m keras_mtcl.data.pascal --manual_dir /data/PASCAL_MT --data_dir /da
 from __future__ import annotations
 
 import argparse
+import sys
 import dataclasses
 import hashlib
 import json
@@ -63,6 +64,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl.data import decode
+from keras_mtcl.errors import ConfigError, reports_user_errors
 from keras_mtcl.edge_eval import thin
 from keras_mtcl.data.builders import ManualTaskBuilder
 from keras_mtcl.data.decode import (
@@ -600,7 +602,7 @@ def prepare(
     else:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown or not tasks:
-            raise ValueError(f"`tasks` must be a non-empty subset of {TASKS}. Received: tasks={tasks!r}")
+            raise ConfigError(f"`tasks` must be a non-empty subset of {TASKS}. Received: tasks={tasks!r}")
         tasks = tuple(t for t in TASKS if t in tasks)
     builder = PascalContextMultiTask(data_dir=str(data_dir), config=decode.config_name(tasks), cache_dir=cache_dir)
     decode.download_and_prepare(builder, root, overwrite=overwrite)
@@ -612,7 +614,8 @@ def load_split(builder: PascalContextMultiTask, split: str, shuffle_files: bool 
     return decode.load_split(builder, split, shuffle_files=shuffle_files)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+@reports_user_errors
+def main(argv: Sequence[str] | None = None) -> int:
     """Command line: prepare PASCAL-Context from a manual download."""
     parser = argparse.ArgumentParser(description="Prepare PASCAL-Context multi-task (tfds) from a downloaded release.")
     parser.add_argument("--manual_dir", required=True, help="PASCAL_MT/ or PASCALContext/ folder (or its parent).")
@@ -624,7 +627,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     builder = prepare(args.manual_dir, args.data_dir, args.tasks, args.cache_dir, args.overwrite)
     splits = {name: info.num_examples for name, info in builder.info.splits.items()}
     print(f"{builder.info.full_name}: tasks {list(builder.tasks)}, splits {splits}, in {builder.data_dir}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

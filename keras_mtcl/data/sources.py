@@ -7,6 +7,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from keras_mtcl.errors import ConfigError
 from keras_mtcl.tasks import TaskSpec, task_set
 
 DATASETS = ("synthetic", "nyud", "pascal", "folder")
@@ -39,10 +40,10 @@ def open_split(
             width), number and seed (scenes of different splits never overlap).
 
     Raises:
-        ValueError: unknown dataset, or tasks the dataset does not carry.
+        ConfigError: unknown dataset, no `manual_dir`, or tasks the dataset does not carry.
     """
     if dataset not in DATASETS:
-        raise ValueError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
+        raise ConfigError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
     if dataset == "synthetic":
         from keras_mtcl.data import synthetic
 
@@ -51,7 +52,7 @@ def open_split(
         examples = synthetic.make_scenes(synthetic_count, height, width, seed=offset + seed)
         return _keep(tf.data.Dataset.from_tensor_slices(examples), synthetic.synthetic_tasks(), tasks, dataset)
     if not manual_dir:
-        raise ValueError(
+        raise ConfigError(
             f"Dataset {dataset!r} is read from its downloaded folder: pass manual_dir (--set manual_dir=PATH). "
             "Received: manual_dir=''"
         )
@@ -72,7 +73,7 @@ def _keep(examples: tf.data.Dataset, specs: list[TaskSpec], names: Sequence[str]
     by_name = {t.name: t for t in specs}
     missing = [n for n in names if n not in by_name]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"Tasks {missing} are not in the {dataset!r} dataset, which has {sorted(by_name)}. Received: tasks={list(names)}"
         )
     return examples, [by_name[n] for n in names]

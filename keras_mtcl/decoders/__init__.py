@@ -46,9 +46,14 @@ def list_decoders() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_decoder(name: str, tasks, **options) -> keras.layers.Layer:
-    """Builds the decoder registered as `name` for `tasks` with its keyword `options`."""
+def decoder_class(name: str) -> Callable[..., keras.layers.Layer]:
+    """The `Decoder` subclass registered as `name` (its signature lists the decoder's options; nothing is built)."""
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"Unknown decoder. Expected one of {sorted(_REGISTRY)}. Received: decoder={name!r}")
-    return _REGISTRY[name](tasks=tasks, **options)
+    return _REGISTRY[name]
+
+
+def get_decoder(name: str, tasks, **options) -> keras.layers.Layer:
+    """Builds the decoder registered as `name` for `tasks` with its keyword `options`."""
+    return decoder_class(name)(tasks=tasks, **options)
