@@ -75,18 +75,19 @@ def test_fit_with_the_regularizer_lowers_the_triplet_loss_and_evaluate_reports_n
 
 
 @pytest.mark.parametrize("decoder, options, channels", [("padnet", {"channels": 8}, 8), ("mtinet", {}, 48)])
-def test_distillation_decoders_train_with_the_regularizer_on_their_final_features(decoder, options, channels):
+def test_distillation_decoders_give_the_regularizer_their_final_features(decoder, options, channels):
+    """The projectors read the decoder's final task features.
+
+    A training step of each decoder with the regularizer (finite losses, a gradient to every weight, deep
+    supervision heads included, and to the drawn projectors) is the contract harness's, on every backend
+    (tests/test_contracts.py::test_training_step_reaches_every_weight[tiny_cnn-padnet], [tiny_cnn-mtinet]).
+    """
     regularizer = CrossTaskContrastive(seed=4, **SMALL)
     model = make(decoder, options)
     trainer = MultiTaskTrainer(model, regularizer=regularizer)
     # One projector per ordered pair, reading the decoder's final task features.
     for target, source in (("semseg", "depth"), ("depth", "semseg")):
         assert regularizer.get_projector(target, source).weights[0].shape[0] == channels
-    x, y = structured_batch()
-    trainer.compile(optimizer="adam")
-    history = trainer.fit(x, y, epochs=1, verbose=0).history
-    for name in ("contrastive_semseg", "contrastive_depth", "auxiliary_loss", "loss"):
-        assert np.isfinite(history[name]).all(), name
     assert trainer.count_params() == model.count_params() + sum(int(np.prod(w.shape)) for w in regularizer.weights)
 
 
