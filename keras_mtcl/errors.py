@@ -39,6 +39,7 @@ USER_ERRORS = (
     "keras_mtcl.data.decode.ManifestError",
     "keras_mtcl.data.decode.EmptySplitError",
     "keras_mtcl.data.decode.UnknownSplitError",
+    "keras_mtcl.data.decode.PreparedDatasetMismatchError",
     "keras_mtcl.model.ModelFileError",
     "keras_mtcl.model.LegacyModelError",
     "keras_mtcl.export.ExportError",

@@ -18,6 +18,8 @@ from keras_mtcl.data.decode import (
     ManifestError,
     MissingManualDownloadError,
     PathEscapeError,
+    PreparedDatasetMismatchError,
+    SOURCE_RECORD,
 )
 
 pytestmark = pytest.mark.backend_independent
@@ -69,6 +71,75 @@ def test_build_counts_values_and_metadata(rooms, tmp_path):
     assert depth.dtype == np.float32 and depth[0, 0, 0] == 2.0 and depth[3, 7, 0] == 3.5  # 2 + 0.5 y
     again = folder.prepare(rooms, tmp_path / "tfds")  # already prepared: reused
     assert again.info.splits["val"].num_examples == 1
+
+
+# ------------------------------------------------------ reusing a prepared copy
+
+
+def _refuse_to_build(monkeypatch):
+    def build(self, dl_manager):
+        raise AssertionError("rebuilt a prepared copy that should be reused")
+
+    monkeypatch.setattr(folder.MultiTaskFolder, "_split_generators", build)
+
+
+def test_prepared_copy_records_its_source_and_is_reused_unchanged(rooms, tmp_path, monkeypatch):
+    builder = folder.prepare(rooms, tmp_path / "tfds")
+    record = json.loads((pathlib.Path(builder.data_dir) / SOURCE_RECORD).read_text())
+    assert record["source"] == str(rooms.resolve()) and record["files"] == 3 + 4 * 3  # manifest, 2 splits, 4 ids
+    _refuse_to_build(monkeypatch)
+    again = folder.prepare(rooms, tmp_path / "tfds")
+    assert again.info.splits["train"].num_examples == 3
+
+
+def test_same_name_from_another_folder_is_refused(rooms, tmp_path):
+    folder.prepare(rooms, tmp_path / "tfds")
+    other = fixtures.make_folder(tmp_path / "other", height=H, width=W)  # same manifest name and version
+    prepared = tmp_path / "tfds" / "multi_task_folder" / "my_rooms" / "1.0.0"
+    with pytest.raises(PreparedDatasetMismatchError, match=rf"{prepared} was built from another source folder, "
+                       rf"{rooms.resolve()}, not {other.resolve()}\. Delete {prepared}"):
+        folder.prepare(other, tmp_path / "tfds")
+
+
+def _touch_later(path):
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+
+@pytest.mark.parametrize("edit", ["label", "split"])
+def test_source_changed_after_preparing_is_refused_until_rebuilt(rooms, tmp_path, monkeypatch, edit):
+    folder.prepare(rooms, tmp_path / "tfds")
+    if edit == "label":
+        Image.fromarray(np.zeros((H, W), np.uint8)).save(rooms / "semseg" / "room_1.png")
+        _touch_later(rooms / "semseg" / "room_1.png")  # a new mtime even on a coarse clock
+    else:
+        (rooms / "splits" / "train.txt").write_text("room_0\nroom_1\n")
+    with pytest.raises(PreparedDatasetMismatchError, match="whose files changed since"):
+        folder.prepare(rooms, tmp_path / "tfds")
+    rebuilt = folder.prepare(rooms, tmp_path / "tfds", overwrite=True)
+    if edit == "label":
+        assert _examples(rebuilt, "train")[1]["semseg"].max() == 0
+    else:
+        assert rebuilt.info.splits["train"].num_examples == 2
+    _refuse_to_build(monkeypatch)
+    folder.prepare(rooms, tmp_path / "tfds")  # the rebuilt copy records the new files
+
+
+def test_prepared_copy_without_a_record_is_refused(rooms, tmp_path):
+    builder = folder.prepare(rooms, tmp_path / "tfds")
+    (pathlib.Path(builder.data_dir) / SOURCE_RECORD).unlink()  # as an older version of the package left it
+    with pytest.raises(PreparedDatasetMismatchError, match="does not record which source folder"):
+        folder.prepare(rooms, tmp_path / "tfds")
+
+
+def test_mismatch_is_one_error_line_with_exit_2(rooms, tmp_path, capsys):
+    folder.prepare(rooms, tmp_path / "tfds")
+    other = fixtures.make_folder(tmp_path / "other", height=H, width=W)
+    capsys.readouterr()  # the first build's progress bars
+    assert folder.main(["--root", str(other), "--data_dir", str(tmp_path / "tfds")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: The prepared dataset ") and err.count("\n") == 1
+    assert "--overwrite of `python -m keras_mtcl.data.folder`" in err
 
 
 def test_task_specs_of_a_manifest(rooms):

@@ -5,6 +5,7 @@ its docstring gives the stored patterns the expectations below are derived from.
 """
 
 import importlib.util
+import json
 import logging
 import pathlib
 import shutil
@@ -25,6 +26,7 @@ from keras_mtcl.data.decode import (
     LabelRangeError,
     LabelShapeError,
     MissingManualDownloadError,
+    PreparedDatasetMismatchError,
 )
 
 pytestmark = pytest.mark.backend_independent
@@ -52,6 +54,14 @@ def built(tmp_path_factory):
         root = fixtures.make_nyud(base / "raw", layout, height=H, width=W)
         out[layout] = (root, nyud.prepare(base / "raw", base / "tfds"))
     return out
+
+
+def test_a_second_release_into_the_same_data_dir_is_refused(built):
+    (root_a, builder_a), (root_b, _) = built["A"], built["B"]
+    record = json.loads((pathlib.Path(builder_a.data_dir) / decode.SOURCE_RECORD).read_text())
+    assert record["source"] == str(root_a.resolve()) and record["files"] == 2 + 5 * 5  # splits; image + 4 labels per id
+    with pytest.raises(PreparedDatasetMismatchError, match=rf"was built from another source folder, {root_a.resolve()}"):
+        nyud.prepare(root_b, builder_a.data_dir_root)
 
 
 def _examples(builder, split):

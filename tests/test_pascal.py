@@ -16,7 +16,13 @@ import pytest
 import scipy.io
 
 from keras_mtcl.data import pascal
-from keras_mtcl.data.decode import DatasetLayoutError, LabelRangeError, MissingManualDownloadError
+from keras_mtcl.data.decode import (
+    SOURCE_RECORD,
+    DatasetLayoutError,
+    LabelRangeError,
+    MissingManualDownloadError,
+    PreparedDatasetMismatchError,
+)
 
 pytestmark = pytest.mark.backend_independent
 
@@ -60,6 +66,16 @@ def test_split_counts_tasks_and_metadata(built):
     # Persons with parts: k = 0 in train, k = 3 and 4 in val.
     assert builder.info.metadata["num_with_person"] == {"train": 1, "val": 2}
     assert set(examples["val"][0]) == {"image", "id", "semseg", "human_parts", "saliency", "normals", "edge"}
+
+
+def test_prepared_copy_records_its_files_and_refuses_another_release(built, tmp_path):
+    root, tfds_dir, builder, _ = built
+    record = json.loads((pathlib.Path(builder.data_dir) / SOURCE_RECORD).read_text())
+    # 2 split files; per id: image, semseg, parts .mat, saliency, normals, context .mat (normals and edge share it)
+    assert record["source"] == str(root.resolve()) and record["files"] == 2 + 5 * 6
+    fixtures.make_pascal(tmp_path / "raw", height=H, width=W)
+    with pytest.raises(PreparedDatasetMismatchError, match="was built from another source folder"):
+        pascal.prepare(tmp_path / "raw", tfds_dir)
 
 
 @pytest.mark.parametrize("k", [0, 1])  # k = 0 from semseg/VOC12 (palette PNG), k = 1 from semseg/pascal-context

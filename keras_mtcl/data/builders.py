@@ -13,14 +13,15 @@ import tensorflow_datasets as tfds
 
 from keras_mtcl import tasks as task_lib
 from keras_mtcl.data import decode
-from keras_mtcl.data.decode import MissingManualDownloadError
+from keras_mtcl.data.decode import MissingManualDownloadError, PathLike
 
 
 class ManualTaskBuilder(tfds.core.GeneratorBasedBuilder):
     """A builder of multi-task examples from a manual download (abstract: not registered).
 
     Subclasses set `DESCRIPTION`, `HOMEPAGE` and `CITATION` and implement
-    `_split_generators` / `_generate_examples`; they may override `tasks`
+    `_split_generators` / `_generate_examples` and `source_files` (what a
+    prepared copy is checked against); they may override `tasks`
     `task_kinds` and `describe` when their tasks do not come from the builder
     config.
     """
@@ -37,6 +38,13 @@ class ManualTaskBuilder(tfds.core.GeneratorBasedBuilder):
     def task_kinds(self) -> dict[str, str]:
         """{task: label kind name} of this config's examples (standard tasks: `keras_mtcl.tasks.get_task`)."""
         return {t: task_lib.get_task(t).kind for t in self.tasks}
+
+    def source_files(self, manual_dir: PathLike) -> list[pathlib.Path]:
+        """Every file a build of this config from `manual_dir` reads (listed files may be missing).
+
+        `keras_mtcl.data.decode.download_and_prepare` records their fingerprint with the prepared copy.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not list its source files.")
 
     def describe(self) -> str:
         """The dataset description of `info`."""

@@ -24,8 +24,11 @@ message names the file, says what was expected and how to fix it.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
+import os
 import pathlib
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -71,6 +74,10 @@ class PathEscapeError(ManifestError):
 
 class EmptySplitError(ValueError):
     """A requested split has no examples in the source dataset."""
+
+
+class PreparedDatasetMismatchError(ValueError):
+    """A prepared dataset in `data_dir` was built from another source folder, or from files changed since."""
 
 
 class UnknownSplitError(ValueError):
@@ -560,17 +567,89 @@ def to_tfds_example(example: Mapping[str, Any], kinds: Mapping[str, str]) -> dic
     return out
 
 
-def download_and_prepare(builder, manual_dir: PathLike, overwrite: bool = False) -> None:
-    """Builds a manual-download dataset offline into the builder's `data_dir`.
+# The record of a prepared dataset's source, in its version folder (`builder.data_dir`).
+SOURCE_RECORD = "keras_mtcl_source.json"
+
+
+def source_fingerprint(root: PathLike, files: Iterable[PathLike]) -> dict[str, Any]:
+    """What a prepared dataset records of its source: the resolved folder and a digest of its files.
+
+    The digest covers each file's path relative to `root`, size and modification time (ns): cheap
+    enough to recompute on every load, and it changes when a file is edited, added or removed.
+    A listed file that does not exist counts as such (the build itself names it).
+
+    Returns:
+        {"source": resolved root, "files": number of files, "digest": sha256 hex digest}.
+    """
+    lines = set()
+    for path in files:
+        try:
+            stat = os.stat(path)
+            state = f"{stat.st_size}\t{stat.st_mtime_ns}"
+        except (FileNotFoundError, NotADirectoryError):
+            state = "missing"
+        lines.add(f"{pathlib.Path(os.path.relpath(path, root)).as_posix()}\t{state}\n")
+    digest = hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
+    return {"source": str(pathlib.Path(root).resolve()), "files": len(lines), "digest": digest}
+
+
+def check_prepared_source(prepared: PathLike, fingerprint: Mapping[str, Any], rebuild: str) -> None:
+    """Raises `PreparedDatasetMismatchError` unless `prepared` records `fingerprint` as its source.
 
     Args:
-        builder: a tfds builder of this package.
+        prepared: the prepared dataset's version folder.
+        fingerprint: the source's `source_fingerprint` now.
+        rebuild: how to rebuild it, for the message.
+    """
+    prepared = pathlib.Path(prepared)
+    source = fingerprint["source"]
+    try:
+        stored = json.loads((prepared / SOURCE_RECORD).read_text())
+    except (OSError, ValueError):
+        stored = None  # prepared by an older version of the package, or a damaged record
+    if isinstance(stored, dict) and stored.get("source") == source and stored.get("digest") == fingerprint["digest"]:
+        return
+    if not isinstance(stored, dict) or "source" not in stored:
+        problem = f"does not record which source folder it was built from, so it may not hold {source}"
+    elif stored["source"] != source:
+        problem = f"was built from another source folder, {stored['source']}, not {source}"
+    else:
+        problem = (f"was built from {source}, whose files changed since ({stored.get('files')} files then, "
+                   f"{fingerprint['files']} now; a size or modification time differs, or a file was added or removed)")
+    raise PreparedDatasetMismatchError(
+        f"The prepared dataset {prepared} {problem}. Delete {prepared} to prepare it again from {source}, "
+        f"choose another data_dir, or {rebuild}."
+    )
+
+
+def download_and_prepare(builder, manual_dir: PathLike, overwrite: bool = False) -> None:
+    """Builds a manual-download dataset offline into the builder's `data_dir`, or reuses its prepared copy.
+
+    A prepared copy records its source (`source_fingerprint` of `builder.source_files(manual_dir)`) and is
+    reused only for that same folder with unchanged files.
+
+    Args:
+        builder: a tfds builder of this package (a `ManualTaskBuilder`).
         manual_dir: the folder holding the downloaded files.
         overwrite: rebuild even if the dataset was already prepared (the
             source files are never touched).
+
+    Raises:
+        PreparedDatasetMismatchError: if a prepared copy exists, `overwrite`
+            is false and it was built from another folder or from files that
+            changed since (or does not record its source).
     """
     import tensorflow_datasets as tfds
 
+    prepared = pathlib.Path(builder.data_dir)
+    # Taken before the build: a file changed during it makes the record stale, never wrongly current.
+    fingerprint = source_fingerprint(manual_dir, builder.source_files(manual_dir))
+    reuse = prepared.exists() and not overwrite  # what tfds takes for "prepared"
+    if reuse:
+        check_prepared_source(
+            prepared, fingerprint,
+            f"rebuild it with overwrite=True (--overwrite of `python -m {type(builder).__module__}`)",
+        )
     mode = tfds.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite else tfds.GenerateMode.REUSE_DATASET_IF_EXISTS
     config = tfds.download.DownloadConfig(
         manual_dir=str(manual_dir),
@@ -579,6 +658,10 @@ def download_and_prepare(builder, manual_dir: PathLike, overwrite: bool = False)
         try_download_gcs=False,
     )
     builder.download_and_prepare(download_config=config)
+    if not reuse:
+        temporary = prepared / f".{SOURCE_RECORD}.tmp"
+        temporary.write_text(json.dumps(fingerprint))
+        os.replace(temporary, prepared / SOURCE_RECORD)  # a reader never sees half a record
 
 
 def load_split(builder, split: str, shuffle_files: bool = False):

@@ -510,6 +510,15 @@ class MultiTaskFolder(ManualTaskBuilder):
     def describe(self) -> str:
         return f"Custom multi-task folder {self.manifest.name!r} with tasks {list(self.tasks)}."
 
+    def source_files(self, manual_dir: PathLike) -> list[pathlib.Path]:
+        """The manifest, the split files and every file of the ids they list."""
+        root = pathlib.Path(manual_dir)
+        files = [root / MANIFEST_NAME]
+        files += [resolve_inside(root, f, f"splits.{s}") for s, f in (self.manifest.splits or {}).items()]
+        for ids in read_splits(root, self.manifest).values():
+            files += [p for i in ids for p in _files(root, self.manifest, i).values()]
+        return files
+
     def _split_generators(self, dl_manager):
         root = self.manual_root(dl_manager)
         splits = read_splits(root, self.manifest)

@@ -342,6 +342,16 @@ class NyudMultiTask(ManualTaskBuilder):
         for s in decode.task_subsets(TASKS)
     ]
 
+    def source_files(self, manual_dir: PathLike) -> list[pathlib.Path]:
+        """The split files and the image and label files of every id they list."""
+        root = find_root(manual_dir)
+        layout = detect_layout(root)
+        files = [root / SPLIT_DIR / f"{split}.txt" for split in SPLITS]
+        for ids in read_splits(root).values():
+            files += [image_path(root, layout, i) for i in ids]
+            files += [label_path(root, layout, t, i) for t in self.tasks for i in ids]
+        return files
+
     def _split_generators(self, dl_manager):
         root = find_root(self.manual_root(dl_manager))
         layout = detect_layout(root)

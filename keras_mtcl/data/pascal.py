@@ -529,6 +529,15 @@ class PascalContextMultiTask(ManualTaskBuilder):
         super().__init__(**kwargs)
         self._cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir(self.data_dir_root)
 
+    def source_files(self, manual_dir: PathLike) -> list[pathlib.Path]:
+        """The split files and the image and task files of every id they list."""
+        root = find_root(manual_dir)
+        files = [root / SPLIT_DIR / f"{split}.txt" for split in SPLITS]
+        for ids in read_splits(root).values():
+            files += [root / IMAGE_DIR / f"{i}.jpg" for i in ids]
+            files += [p for t in self.tasks for i in ids for p in task_files(root, t, i)]
+        return files
+
     def _split_generators(self, dl_manager):
         root = find_root(self.manual_root(dl_manager))
         present = available_tasks(root)
