@@ -46,43 +46,36 @@ def main(argv=None) -> int:
     model_path = Path(args.model)
 
     from keras_mtcl import export
-    from keras_mtcl.model import ModelFileError, load_model
+    from keras_mtcl.model import load_model
 
-    try:
-        model = load_model(model_path, compile=False)
-    except (FileNotFoundError, ModelFileError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    # A missing or wrong model file, or a refused export, is a user error: `reports_user_errors` prints it.
+    model = load_model(model_path, compile=False)
     serving_root = Path(args.serving_root)
     serving_root.mkdir(parents=True, exist_ok=True)  # an unwritable --serving-root fails before the export
-    try:
-        version_dir = export.export_for_serving(
-            model,
-            serving_root,
-            args.name,
-            version=args.version,
-            overwrite=args.overwrite,
-            base_path=args.base_path,
-            pad_multiple=args.pad_multiple,
-        )
-        keras_path = serving_root / f"{args.name}.keras"
-        export.inference_model(model).save(keras_path)
-        print(f"SavedModel: {version_dir}")
-        print(f"TF Serving config: {serving_root / 'models.config'}")
-        print(f"Inference-only Keras model: {keras_path}")
-        print(f"Outputs: {', '.join(export.output_names(model))}")
+    version_dir = export.export_for_serving(
+        model,
+        serving_root,
+        args.name,
+        version=args.version,
+        overwrite=args.overwrite,
+        base_path=args.base_path,
+        pad_multiple=args.pad_multiple,
+    )
+    keras_path = serving_root / f"{args.name}.keras"
+    export.inference_model(model).save(keras_path)
+    print(f"SavedModel: {version_dir}")
+    print(f"TF Serving config: {serving_root / 'models.config'}")
+    print(f"Inference-only Keras model: {keras_path}")
+    print(f"Outputs: {', '.join(export.output_names(model))}")
+    if not args.no_verify:
+        difference = export.verify_saved_model(model, version_dir, pad_multiple=args.pad_multiple)
+        print(f"Verified: SavedModel loaded back by TensorFlow, max |difference| to Keras = {difference:.2e}")
+    if args.onnx:
+        onnx_path = export.export_onnx(model, serving_root / f"{args.name}.onnx", pad_multiple=args.pad_multiple)
+        print(f"ONNX model: {onnx_path}")
         if not args.no_verify:
-            difference = export.verify_saved_model(model, version_dir, pad_multiple=args.pad_multiple)
-            print(f"Verified: SavedModel loaded back by TensorFlow, max |difference| to Keras = {difference:.2e}")
-        if args.onnx:
-            onnx_path = export.export_onnx(model, serving_root / f"{args.name}.onnx", pad_multiple=args.pad_multiple)
-            print(f"ONNX model: {onnx_path}")
-            if not args.no_verify:
-                difference = export.verify_onnx(model, onnx_path, pad_multiple=args.pad_multiple)
-                print(f"Verified: ONNX model run by onnxruntime, max |difference| to Keras = {difference:.2e}")
-    except export.ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+            difference = export.verify_onnx(model, onnx_path, pad_multiple=args.pad_multiple)
+            print(f"Verified: ONNX model run by onnxruntime, max |difference| to Keras = {difference:.2e}")
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keras_mtcl import presets  # noqa: E402
-from keras_mtcl.errors import error_line, reports_user_errors  # noqa: E402
+from keras_mtcl.errors import ConfigError, error_line, reports_user_errors  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,17 +71,12 @@ def main(argv=None) -> int:
         print(config.to_json())
         return 0
     if config.dataset != "synthetic" and not config.manual_dir:
-        return _fail(f"dataset {config.dataset!r} is read from its downloaded folder: pass --set manual_dir=PATH.")
+        raise ConfigError(f"dataset {config.dataset!r} is read from its downloaded folder: pass --set manual_dir=PATH.")
     from keras_mtcl import training
-    from keras_mtcl.data.decode import DatasetLayoutError, EmptySplitError, ManifestError
 
-    try:
-        result = training.train(config, resume=args.resume, overwrite=args.overwrite)
-    except (FileNotFoundError, DatasetLayoutError, ManifestError, EmptySplitError, training.RunFolderError,
-            training.NonFiniteLossError) as error:
-        # Missing or misplaced downloads, weights files and manifests, a folder holding another run,
-        # a diverged loss: the message says what to fix.
-        return _fail(error)
+    # Missing or misplaced downloads, weights files and manifests, bad labels, a folder holding another run,
+    # a diverged loss are user errors: `reports_user_errors` prints the message, which says what to fix.
+    result = training.train(config, resume=args.resume, overwrite=args.overwrite)
     if result.get("finished"):
         return 0  # nothing was trained, nothing is rewritten
     if not args.no_export:
