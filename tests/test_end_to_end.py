@@ -19,6 +19,7 @@ from PIL import Image
 from keras_mtcl import export, presets, training
 from keras_mtcl.inference import predict_image, serving_outputs
 from keras_mtcl.model import load_model
+from keras_mtcl.visualize import panel_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = "semseg,depth"  # every task kind is covered by test_export.py and test_predict_app.py; two keep JAX fast
@@ -87,11 +88,13 @@ def test_train_evaluate_export_predict(tmp_path):
     names = sorted(export.output_names(model))
     for stem, picture in pictures.items():
         height, width = picture.shape[:2]
-        # The panel: the image and one picture per task, at the image's size.
+        # The panel: the image and one picture per task, at the image's size, under their titles.
+        layout = panel_layout(height, width, len(model.task_specs))
         for route in ("keras", "saved"):
             panel = np.asarray(Image.open(tmp_path / route / f"{stem}.png"))
-            assert panel.shape == (height, (1 + len(model.task_specs)) * width, 3), (route, panel.shape)
-            np.testing.assert_array_equal(panel[:, :width], picture)
+            assert panel.shape == layout.shape, (route, panel.shape)
+            top = layout.row_top(0)
+            np.testing.assert_array_equal(panel[top:top + height, :width], picture)
         from_keras = _arrays(tmp_path / "keras" / stem)
         from_saved = _arrays(tmp_path / "saved" / stem)
         assert sorted(from_keras) == sorted(from_saved) == names

@@ -70,7 +70,9 @@ def test_predict_app_writes_pictures_and_arrays(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     panel = np.asarray(Image.open(tmp_path / "out" / "a.png"))
-    assert panel.shape == (20, 3 * 30, 3)  # image + depth + semseg
+    from keras_mtcl.visualize import panel_layout
+
+    assert panel.shape == panel_layout(20, 30, num_tasks=2).shape  # image + depth + semseg, titles and legend
     assert sorted(p.name for p in (tmp_path / "out" / "b").iterdir()) == [
         "depth.npy", "semseg_classes.npy", "semseg_probabilities.npy"
     ]
