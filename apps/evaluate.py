@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,13 +40,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pad-multiple", type=int, default=32, help="then to a multiple of this")
     parser.add_argument("--synthetic-size", type=int, nargs=2, default=[96, 128], metavar=("H", "W"))
     parser.add_argument("--synthetic-count", type=int, default=24)
-    parser.add_argument("--edge-tolerance", default=None, choices=["nyud", "pascal"],
-                        help="boundary protocol preset: maxDist and label reading (nyud: 0.011, the label "
-                             "through seg2bmap and thinning; pascal: 0.0075, the label as stored); "
-                             "default: pascal for PASCAL, else nyud")
+    edges = parser.add_mutually_exclusive_group()
+    edges.add_argument("--edge-tolerance", default=None, choices=["nyud", "pascal"],
+                       help="boundary protocol preset: maxDist and label reading (nyud: 0.011, the label "
+                            "through seg2bmap and thinning; pascal: 0.0075, the label as stored); "
+                            "default: pascal for PASCAL, else nyud")
+    edges.add_argument("--edge-max-dist", type=float, default=None, metavar="FRACTION",
+                       help="boundary tolerance as a fraction of the image diagonal, labels read as stored "
+                            "(custom data; e.g. 0.0075)")
     parser.add_argument("--baselines", nargs="*", default=[], help="single-task reports for delta_m")
     parser.add_argument("--save-edges", help="folder for 8-bit boundary PNGs")
     parser.add_argument("--workers", type=int, default=None, help="processes for the boundary benchmark")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines (hidden by default)")
     parser.add_argument("--output", help="report path (default: <model folder>/evaluation_<dataset>_<split>.json)")
     return parser.parse_args(argv)
 
@@ -53,8 +59,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 @reports_user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.verbose:
+        # TensorFlow's C++ log lines (CUDA probing, CPU features, graph optimizer warnings) say nothing about
+        # the run; set before TensorFlow is imported, they stay out of the terminal. --verbose keeps them.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     require_positive(batch_size=args.batch_size, pad_multiple=args.pad_multiple,
                      synthetic_count=args.synthetic_count, workers=args.workers)
+    if args.edge_max_dist is not None and not 0 < args.edge_max_dist < 1:
+        raise ConfigError(f"--edge-max-dist is a fraction of the image diagonal in (0, 1), e.g. 0.0075. "
+                          f"Received: {args.edge_max_dist}")
     model_path = Path(args.model)
     output = Path(args.output or model_path.parent / f"evaluation_{args.dataset}_{args.split}.json")
 
@@ -63,6 +76,7 @@ def main(argv=None) -> int:
     from keras_mtcl.data.sources import open_split
     from keras_mtcl.model import load_model
 
+    print(f"Loading {model_path} ...", flush=True)
     model = load_model(model_path, compile=False)
     if args.dataset != "synthetic" and not args.manual_dir:
         raise ConfigError(f"dataset {args.dataset!r} is read from its downloaded folder: pass --manual-dir PATH.")
@@ -95,9 +109,10 @@ def main(argv=None) -> int:
         examples, specs, batch_size=args.batch_size,
         pad_size=tuple(args.pad_size) if args.pad_size else None, pad_multiple=args.pad_multiple,
     )
-    tolerance = args.edge_tolerance or ("pascal" if args.dataset == "pascal" else "nyud")
+    print(f"Evaluating {', '.join(t.name for t in specs)} on the {args.dataset!r} {args.split!r} split ...", flush=True)
     results = evaluation.evaluate_model(
-        model, batches, specs, edge_dataset=tolerance, save_edges=args.save_edges, workers=args.workers
+        model, batches, specs, edge_dataset=args.edge_tolerance or evaluation.edge_protocol(args.dataset),
+        edge_max_dist=args.edge_max_dist, save_edges=args.save_edges, workers=args.workers,
     )
     report = {"model": str(model_path), "dataset": args.dataset, "split": args.split, "metrics": results}
     if args.baselines:

@@ -2,6 +2,8 @@
 
     python apps/export.py runs/quickstart/model.keras --serving-root exported --name mtcl
     # -> exported/mtcl/1/ (SavedModel), exported/models.config, exported/mtcl.keras
+    python apps/export.py runs/quickstart/model.keras --serving-root exported --name mtcl --base-path /models/mtcl
+    # -> models.config points at /models/mtcl, where the printed `docker run` line mounts it
     python apps/export.py runs/quickstart/model.keras --serving-root exported --name mtcl --onnx
     # -> also exported/mtcl.onnx (needs `pip install keras_mtcl[onnx]`)
 
@@ -9,7 +11,8 @@ The model may come from any backend; export always runs on the TensorFlow
 backend (this script sets KERAS_BACKEND=tensorflow for itself). After
 writing, the SavedModel is loaded back by TensorFlow (and the ONNX file run
 by onnxruntime) and its outputs are compared with the Keras model's on a
-test image.
+test image. It ends by printing the `docker run` line that serves the root
+with the `tensorflow/serving` image of the TensorFlow version that exported.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--base-path", help="base_path written to models.config (default: absolute path)")
     parser.add_argument("--pad-multiple", type=int, default=32, help="pad inputs to a multiple of this size")
     parser.add_argument("--onnx", action="store_true", help="also write <serving-root>/<name>.onnx (tf2onnx)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines (hidden by default)")
     parser.add_argument("--no-verify", action="store_true", help="skip loading the exports back")
     return parser.parse_args(argv)
 
@@ -42,9 +46,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 @reports_user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.verbose:
+        # TensorFlow's C++ log lines (CUDA probing, CPU features, graph optimizer warnings) say nothing about
+        # the run; set before TensorFlow is imported, they stay out of the terminal. --verbose keeps them.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     require_positive(pad_multiple=args.pad_multiple, version=args.version)
     model_path = Path(args.model)
 
+    print(f"Loading {model_path} (TensorFlow backend) ...", flush=True)
     from keras_mtcl import export
     from keras_mtcl.model import load_model
 
@@ -52,6 +61,7 @@ def main(argv=None) -> int:
     model = load_model(model_path, compile=False)
     serving_root = Path(args.serving_root)
     serving_root.mkdir(parents=True, exist_ok=True)  # an unwritable --serving-root fails before the export
+    print(f"Tracing the serving signatures and writing the SavedModel to {serving_root / args.name} ...", flush=True)
     version_dir = export.export_for_serving(
         model,
         serving_root,
@@ -68,14 +78,23 @@ def main(argv=None) -> int:
     print(f"Inference-only Keras model: {keras_path}")
     print(f"Outputs: {', '.join(export.output_names(model))}")
     if not args.no_verify:
+        print("Verifying: loading the SavedModel back and comparing its outputs with the Keras model's ...", flush=True)
         difference = export.verify_saved_model(model, version_dir, pad_multiple=args.pad_multiple)
-        print(f"Verified: SavedModel loaded back by TensorFlow, max |difference| to Keras = {difference:.2e}")
+        print(
+            f"Verified: SavedModel ({' and '.join(export.SIGNATURES)}) loaded back by TensorFlow, "
+            f"max |difference| to Keras = {difference:.2e}"
+        )
     if args.onnx:
+        print(f"Converting to ONNX ({serving_root / f'{args.name}.onnx'}) ...", flush=True)
         onnx_path = export.export_onnx(model, serving_root / f"{args.name}.onnx", pad_multiple=args.pad_multiple)
         print(f"ONNX model: {onnx_path}")
         if not args.no_verify:
             difference = export.verify_onnx(model, onnx_path, pad_multiple=args.pad_multiple)
             print(f"Verified: ONNX model run by onnxruntime, max |difference| to Keras = {difference:.2e}")
+    try:
+        print(f"Serve with TF Serving: {export.docker_command(serving_root)}")
+    except export.ExportError as error:  # a --base-path no single mount fits: the export itself is fine
+        print(f"No docker command: {error}")
     return 0
 
 

@@ -26,6 +26,7 @@ folder that holds input images (they would be overwritten).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -114,7 +115,12 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="predictions", help="output folder")
     parser.add_argument("--save-arrays", action="store_true", help="also write each output as <out>/<stem>/<output>.npy")
     parser.add_argument("--pad-multiple", type=int, default=32, help="pad to a multiple of this (.keras models only)")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines (hidden by default)")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        # TensorFlow's C++ log lines (CUDA probing, CPU features, graph optimizer warnings) say nothing about
+        # the run; set before TensorFlow is imported, they stay out of the terminal. --verbose keeps them.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     require_positive(pad_multiple=args.pad_multiple)
     files = collect_images(args.images)
     try:

@@ -3,12 +3,16 @@
     python apps/train.py --preset quickstart
     python apps/train.py --preset quickstart --set epochs=2 --set contrastive=false
     python apps/train.py --config runs/quickstart/config.json
+    python apps/train.py --preset folder --set manual_dir=/data/my_rooms --set epochs=50
     KERAS_BACKEND=jax python apps/train.py --preset smoke
 
 Every RunConfig field (keras_mtcl/presets.py) can be overridden with
 `--set field=value`; the run writes its final config.json beside its outputs.
-After training and evaluation, the model is exported for TF Serving to
-`<run dir>/serving/<name>/1/` (skip with --no-export).
+Without --preset, the run starts from the preset of the dataset it sets
+(`--set dataset=folder`: the `folder` preset; none: `quickstart`). Training
+ends with an evaluation on the `eval_split` (the boundary benchmark
+included; skip it with --no-eval), then the model is exported for TF Serving
+to `<run dir>/serving/<name>/1/` (skip with --no-export).
 
 Started again on an output folder that holds a run, it compares the configs
 before writing anything: the same config resumes an interrupted run or says
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,12 +38,18 @@ from keras_mtcl.errors import ConfigError, error_line, reports_user_errors  # no
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--preset", default="quickstart", help=f"one of {presets.list_presets()}")
+    source.add_argument("--preset", help=f"one of {presets.list_presets()} (default: the preset of the dataset "
+                        f"that --set dataset= names, {dict(presets.DATASET_PRESETS)})")
     source.add_argument("--config", help="a config.json written by an earlier run")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a config field")
     parser.add_argument("--output-dir", help="where to write the run (default runs/<name>)")
     parser.add_argument("--print-config", action="store_true", help="print the final config and exit")
+    parser.add_argument("--eval-split", metavar="SPLIT",
+                        help="the split scored during and after training (same as --set eval_split=SPLIT)")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the final evaluation (metrics.json and the boundary benchmark)")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export after training")
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines (hidden by default)")
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true",
                           help="continue the run already in the output folder with more epochs (--set epochs=N)")
@@ -55,6 +66,10 @@ def _fail(error) -> int:
 @reports_user_errors
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not args.verbose:
+        # TensorFlow's C++ log lines (CUDA probing, CPU features, graph optimizer warnings) say nothing about
+        # the run; set before TensorFlow is imported, they stay out of the terminal. --verbose keeps them.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if args.config:
             if not Path(args.config).is_file():
@@ -62,7 +77,12 @@ def main(argv=None) -> int:
             config = presets.RunConfig.from_dict(json.loads(Path(args.config).read_text()))
             config = presets.apply_overrides(config, args.set)
         else:
-            config = presets.get_preset(args.preset, args.set)
+            preset = args.preset or presets.starting_preset(args.set)
+            if not args.preset and preset != "quickstart":
+                print(f"Starting from the {preset!r} preset of the dataset (--preset chooses another).")
+            config = presets.get_preset(preset, args.set)
+        if args.eval_split:
+            config = config.replace(eval_split=args.eval_split)
         if args.output_dir:
             config = config.replace(output_dir=args.output_dir)
     except (OSError, ValueError) as error:  # unreadable --config, unknown preset or field, bad value
@@ -76,7 +96,7 @@ def main(argv=None) -> int:
 
     # Missing or misplaced downloads, weights files and manifests, bad labels, a folder holding another run,
     # a diverged loss are user errors: `reports_user_errors` prints the message, which says what to fix.
-    result = training.train(config, resume=args.resume, overwrite=args.overwrite)
+    result = training.train(config, resume=args.resume, overwrite=args.overwrite, evaluate=not args.no_eval)
     if result.get("finished"):
         return 0  # nothing was trained, nothing is rewritten
     if not args.no_export:
@@ -86,6 +106,7 @@ def main(argv=None) -> int:
         serving_root = str(Path(result["run_dir"]) / "serving")
         command = [sys.executable, str(Path(__file__).with_name("export.py")), result["model"],
                    "--serving-root", serving_root, "--name", config.name, "--overwrite"]
+        command += ["--verbose"] if args.verbose else []
         exported = subprocess.run(command)
         if exported.returncode != 0:
             print("error: the SavedModel export failed (see above)", file=sys.stderr)

@@ -26,6 +26,7 @@ __version__ = "0.3.0"
 # Public submodules, each imported on first access (`keras_mtcl.<name>`).
 _SUBMODULES = (
     "backbones",
+    "callbacks",
     "contrastive",
     "data",
     "decoders",

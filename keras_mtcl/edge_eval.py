@@ -114,10 +114,12 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import math
 import multiprocessing
 import os
+import time
 import types
 from typing import Iterable, Sequence
 
@@ -1028,23 +1030,38 @@ class _Progress:
 
     The first results include starting the worker processes, and with W
     workers they arrive W at a time: an estimate from them is off by far.
-    Keras' bar leaves the first step out of its estimate; the bar stays
-    silent until `warmup` images are done, then shows elapsed time per image
-    and the time left.
+    The bar stays silent until `warmup` images are done, then shows the time
+    per image and the time left, both from the last `warmup` images only
+    (`recent_seconds_per_image`), so the slow start weighs nothing.
     """
 
     def __init__(self, enabled: bool, total: int | None, warmup: int):
         self.done = 0
         self.warmup = warmup
         self.bar = None
+        self.times = collections.deque(maxlen=max(int(warmup), 2))  # when each of the last images finished
         if enabled:
             from keras.utils import Progbar
 
+            progress = self
+
+            class RecentRateBar(Progbar):
+                def _estimate_step_duration(self, current, now):
+                    recent = progress.recent_seconds_per_image()
+                    return super()._estimate_step_duration(current, now) if recent is None else recent
+
             print(f"Boundary evaluation of {total} images:" if total is not None else "Boundary evaluation:")
-            self.bar = Progbar(total, verbose=0, interval=0.0, unit_name="image")
+            self.bar = RecentRateBar(total, verbose=0, interval=0.0, unit_name="image")
+
+    def recent_seconds_per_image(self) -> float | None:
+        """Seconds per image over the last `warmup` images (None before two are done)."""
+        if len(self.times) < 2:
+            return None
+        return (self.times[-1] - self.times[0]) / (len(self.times) - 1)
 
     def step(self):
         self.done += 1
+        self.times.append(time.time())
         if self.bar is None:
             return
         if self.done >= self.warmup or self.done == self.bar.target:

@@ -23,11 +23,21 @@ from keras_mtcl import metrics as metrics_lib
 from keras_mtcl.tasks import TaskSpec
 
 
+def edge_protocol(dataset: str) -> str:
+    """The boundary benchmark's protocol (`edge_eval.MAX_DIST`) for a dataset: PASCAL's for PASCAL, else NYUD's.
+
+    >>> edge_protocol("pascal"), edge_protocol("folder")
+    ('pascal', 'nyud')
+    """
+    return "pascal" if dataset == "pascal" else "nyud"
+
+
 def evaluate_model(
     model,
     batches,
     specs: Sequence[TaskSpec],
     edge_dataset: str = "nyud",
+    edge_max_dist: float | None = None,
     save_edges: str | os.PathLike | None = None,
     workers: int | None = None,
     progress: bool = True,
@@ -42,6 +52,8 @@ def evaluate_model(
         edge_dataset: the boundary benchmark's protocol (`edge_eval.evaluate_boundaries`'s
             `dataset`): the matching tolerance (`edge_eval.MAX_DIST`: "nyud" 0.011, "pascal"
             0.0075 of the image diagonal) and how the ground truth is read.
+        edge_max_dist: a tolerance (fraction of the image diagonal) instead
+            of the protocol's, with labels read as stored (custom data).
         save_edges: folder for 8-bit boundary probability PNGs (`<id>.png`,
             0..255), readable by the MATLAB SEISM toolbox.
         workers: processes for the boundary benchmark (None: every CPU).
@@ -102,8 +114,9 @@ def evaluate_model(
     from keras_mtcl import edge_eval
 
     for task in edge_tasks:
+        protocol = {"max_dist": edge_max_dist} if edge_max_dist else {"dataset": edge_dataset}
         summary = edge_eval.evaluate_boundaries(
-            edge_maps[task.name], edge_labels[task.name], dataset=edge_dataset, workers=workers, progress=progress
+            edge_maps[task.name], edge_labels[task.name], workers=workers, progress=progress, **protocol
         )
         for key, source in (("odsf", "ods_f"), ("oisf", "ois_f"), ("ap", "ap")):
             results[f"{task.name}_{key}"] = float(summary[source])

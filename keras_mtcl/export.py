@@ -1,10 +1,10 @@
-"""Inference-only models, SavedModels with a serving signature, TF Serving folders.
+"""Inference-only models, SavedModels with two serving signatures, TF Serving folders.
 
 A SavedModel is written from the TensorFlow backend. A model trained under
 JAX or PyTorch is saved as `.keras` and exported from a TensorFlow-backend
 process (`apps/export.py` does this).
 
-The serving signature `serving_default` takes `images`: a (B, H, W, 3)
+The signature `serving_default` takes `images`: a (B, H, W, 3)
 uint8 RGB batch of any size. Inside, it normalises (ImageNet mean/std by
 default), pads H and W up to a multiple of `pad_multiple` with zeros (the
 mean colour, as the evaluation pipeline pads), runs the model, crops back to
@@ -17,13 +17,26 @@ mean colour, as the evaluation pipeline pads), runs the model, crops back to
 | normals | `normals` (B, H, W, 3) float32 unit vectors |
 | binary (`edge`, `saliency`) | `<task>_probability` (B, H, W, 1) float32 |
 
+The second signature `serving_bytes` takes `images_bytes`: a (B,) string
+batch of encoded JPEG, PNG, GIF (first frame) or BMP files, the form TF
+Serving's REST API builds from `{"b64": ...}` values. It decodes them to
+(B, H, W, 3) uint8 RGB (grey images are repeated to three channels, alpha is
+dropped) and runs the same computation, so it returns the same outputs as
+`serving_default` on the decoded pixels. All images of one call must have the
+same height and width (they form one batch); a call with images of different
+sizes fails with a message saying so. Bytes that are no image fail in
+TensorFlow's decoder ("Unknown image file format. One of JPEG, ... required").
+
 No projector and no deep-supervision head is inside: the exported model is
 the inference `MultiTaskModel` (a `MultiTaskTrainer` given here is unwrapped
 to its `model`), which has exactly the baseline's weights.
 
 Beside the SavedModel, `assets.extra/tasks.json` (a folder that TensorFlow
-and TF Serving leave alone) records the task specs, output names and the
-signature's mean, std and pad multiple; `load_saved_model` reads it back.
+and TF Serving leave alone) records the task specs, output names, each
+signature's input and the mean, std and pad multiple; `load_saved_model` reads
+it back.
+`docker_command` gives the `docker run` line for a serving root, with the
+`tensorflow/serving` image of the TensorFlow version that exports.
 
 `export_onnx` converts the same serving computation to ONNX with tf2onnx
 (`pip install "keras_mtcl[onnx]"`): one input `images` (B, H, W, 3) uint8 with
@@ -34,8 +47,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any, Callable, Sequence
+import re
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import keras
 import numpy as np
@@ -45,9 +59,20 @@ from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_mtcl.tasks import TaskSpec
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 # Where the task specs travel with a SavedModel, relative to its folder.
 TASKS_FILE = Path("assets.extra") / "tasks.json"
 ONNX_OPSET = 17
+
+# Signature names and their inputs. TF Serving's REST API decodes `{"b64": ...}` JSON values into the bytes of a
+# DT_STRING input; `_bytes` is the name suffix it gives binary tensors (string outputs so named come back in b64).
+SERVING_DEFAULT = "serving_default"
+SERVING_BYTES = "serving_bytes"
+SIGNATURES = (SERVING_DEFAULT, SERVING_BYTES)
+IMAGES_INPUT = "images"
+IMAGES_BYTES_INPUT = "images_bytes"
 
 
 class ExportError(RuntimeError):
@@ -133,6 +158,57 @@ def serving_function(
     return serve
 
 
+def decode_images(images_bytes: tf.Tensor | Sequence[bytes]) -> tf.Tensor:
+    """Decodes a (B,) string batch of encoded images to a (B, H, W, 3) uint8 RGB batch (TensorFlow ops).
+
+    JPEG, PNG, GIF (first frame) and BMP; 16-bit PNGs are scaled to uint8, grey
+    images repeated to three channels, alpha dropped. All B images must have the
+    same height and width, and B must be at least 1.
+    """
+    import tensorflow as tf
+
+    images_bytes = tf.convert_to_tensor(images_bytes, tf.string)
+    count = tf.debugging.assert_positive(
+        tf.size(images_bytes), message=f"`{IMAGES_BYTES_INPUT}` must hold at least one encoded image"
+    )
+
+    def decode_one(data):
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        # Flat pixels as one ragged row: map_fn cannot stack images of unequal sizes, and the size check below
+        # should say what is wrong instead of failing inside the stacking.
+        return tf.RaggedTensor.from_tensor(tf.reshape(image, [1, -1]))[0], tf.shape(image)[:2]
+
+    with tf.control_dependencies([count] if count is not None else []):
+        pixels, sizes = tf.map_fn(
+            decode_one,
+            images_bytes,
+            fn_output_signature=(tf.RaggedTensorSpec([None], tf.uint8, ragged_rank=0), tf.TensorSpec([2], tf.int32)),
+        )
+    same = tf.debugging.assert_equal(
+        sizes,
+        tf.broadcast_to(sizes[:1], tf.shape(sizes)),
+        message=f"All images of one `{IMAGES_BYTES_INPUT}` batch must have the same height and width; "
+        "send images of other sizes in separate requests. (height, width) per image",
+        summarize=16,
+    )
+    with tf.control_dependencies([same] if same is not None else []):
+        return tf.reshape(pixels.flat_values, tf.concat([tf.shape(sizes)[:1], sizes[0], [3]], axis=0))
+
+
+def bytes_serving_function(serve: Callable[[tf.Tensor], dict[str, tf.Tensor]]) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """The `serving_bytes` computation: (B,) encoded images -> `serve(decode_images(...))`.
+
+    Args:
+        serve: the images (B, H, W, 3) uint8 -> {output name: tensor} function
+            of `serving_function`, so both signatures share one computation.
+    """
+
+    def serve_bytes(images_bytes):
+        return serve(decode_images(images_bytes))
+
+    return serve_bytes
+
+
 def export_saved_model(
     model: MultiTaskModel,
     directory: str | os.PathLike,
@@ -140,10 +216,12 @@ def export_saved_model(
     std: Sequence[float] = IMAGENET_STD,
     pad_multiple: int = 32,
 ) -> Path:
-    """Writes `inference_model(model)` as a SavedModel with the `serving_default` signature.
+    """Writes `inference_model(model)` as a SavedModel with the `serving_default` and `serving_bytes` signatures.
 
-    Also writes `<directory>/assets.extra/tasks.json` (task specs, output
-    names, mean, std, pad multiple).
+    `serving_default` takes `images` (B, H, W, 3) uint8; `serving_bytes` takes
+    `images_bytes` (B,) encoded image files (module docstring). Also writes
+    `<directory>/assets.extra/tasks.json` (task specs, output names, each
+    signature's input, mean, std, pad multiple).
     """
     _require_tensorflow_backend()
     import tensorflow as tf
@@ -152,15 +230,22 @@ def export_saved_model(
     served = inference_model(model)
     archive = keras.export.ExportArchive()
     archive.track(served)
+    serve = serving_function(served, mean, std, pad_multiple)
     archive.add_endpoint(
-        name="serving_default",
-        fn=serving_function(served, mean, std, pad_multiple),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+        name=SERVING_DEFAULT,
+        fn=serve,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES_INPUT)],
+    )
+    archive.add_endpoint(
+        name=SERVING_BYTES,
+        fn=bytes_serving_function(serve),
+        input_signature=[tf.TensorSpec([None], tf.string, name=IMAGES_BYTES_INPUT)],
     )
     archive.write_out(str(directory), verbose=False)
     metadata = {
         "tasks": [task.get_config() for task in served.task_specs],
         "outputs": output_names(served),
+        "signatures": {SERVING_DEFAULT: IMAGES_INPUT, SERVING_BYTES: IMAGES_BYTES_INPUT},
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
         "pad_multiple": int(pad_multiple),
@@ -228,6 +313,54 @@ def export_for_serving(
     return version_dir
 
 
+def serving_image(tf_version: str | None = None) -> str:
+    """The `tensorflow/serving` Docker image of the TensorFlow release that exports (default: this one's).
+
+    A TF Serving older than the TensorFlow that wrote a SavedModel may lack
+    ops it uses; the image of the same release knows them.
+    """
+    if tf_version is None:
+        import tensorflow as tf
+
+        tf_version = tf.__version__
+    release = re.match(r"\d+\.\d+\.\d+", tf_version)
+    # Pre-releases and nightlies (2.22.0rc1, 2.22.0.dev2026...) have no image: name the release they lead to.
+    return f"tensorflow/serving:{release.group(0) if release else 'latest'}"
+
+
+def docker_command(serving_root: str | os.PathLike, tf_version: str | None = None) -> str:
+    """The `docker run` line that serves `<serving_root>/models.config` with TF Serving.
+
+    Mounts the whole serving root at the folder above the `base_path` written
+    in `models.config` (`/models` for `base_path: "/models/<name>"`, the root's
+    own absolute path for the default), so the config's paths hold inside the
+    container. REST on port 8501, gRPC on 8500.
+
+    Raises:
+        ExportError: no `models.config`, or a `base_path` that does not end in
+            its model's folder name.
+    """
+    root = Path(serving_root).resolve()
+    config = root / "models.config"
+    if not config.is_file():
+        raise ExportError(f"{config} does not exist: write it with export_for_serving (apps/export.py).")
+    text = config.read_text()
+    names = re.findall(r'name:\s*"([^"]*)"', text)
+    bases = re.findall(r'base_path:\s*"([^"]*)"', text)
+    containers = {str(PurePosixPath(base).parent) for base in bases}
+    matching = len(names) == len(bases) and all(PurePosixPath(b).name == n for n, b in zip(names, bases))
+    if not bases or not matching or len(containers) != 1:
+        raise ExportError(
+            f"{config} must give each model a base_path <folder>/<name>, all in one folder, to mount {root} there. "
+            f"Received: names={names}, base_paths={bases}"
+        )
+    (container,) = containers
+    return (
+        f'docker run --rm -p 8500:8500 -p 8501:8501 -v "{root}:{container}" {serving_image(tf_version)} '
+        f"--model_config_file={container}/models.config"
+    )
+
+
 def _largest_difference(
     expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], what: str, tolerance: float, rtol: float = 0.0
 ) -> float:
@@ -275,7 +408,10 @@ def verify_saved_model(
     pad_multiple: int = 32,
     tolerance: float = 1e-4,
 ) -> float:
-    """Loads the SavedModel with TensorFlow and compares it with the Keras model's serving outputs.
+    """Loads the SavedModel with TensorFlow and compares its signatures with the Keras model's serving outputs.
+
+    `serving_default` gets `images`; `serving_bytes` (where present) gets them
+    encoded as PNG.
 
     Args:
         images: (B, H, W, 3) uint8 test images (default: one random 61x83 image,
@@ -291,11 +427,19 @@ def verify_saved_model(
 
     images = _test_images(images)
     loaded = tf.saved_model.load(str(saved_model_dir))
-    served = loaded.signatures["serving_default"](images=tf.constant(images))
+    served = loaded.signatures[SERVING_DEFAULT](**{IMAGES_INPUT: tf.constant(images)})
     expected = serving_function(inference_model(model), pad_multiple=pad_multiple)(tf.constant(images))
-    return _largest_difference(
-        {k: v.numpy() for k, v in expected.items()}, {k: v.numpy() for k, v in served.items()}, "SavedModel", tolerance
-    )
+    expected = {k: v.numpy() for k, v in expected.items()}
+    worst = _largest_difference(expected, {k: v.numpy() for k, v in served.items()}, "SavedModel", tolerance)
+    if SERVING_BYTES in loaded.signatures:  # absent from SavedModels written before it existed
+        # PNG is lossless: the decoded pixels are `images`, so the outputs must be serving_default's.
+        encoded = tf.constant([tf.io.encode_png(image).numpy() for image in images])
+        from_bytes = loaded.signatures[SERVING_BYTES](**{IMAGES_BYTES_INPUT: encoded})
+        worst = max(
+            worst,
+            _largest_difference(expected, {k: v.numpy() for k, v in from_bytes.items()}, f"SavedModel {SERVING_BYTES}", tolerance),
+        )
+    return worst
 
 
 def find_saved_model(path: str | os.PathLike) -> Path:

@@ -126,7 +126,7 @@ HIGHER_IS_BETTER = types.MappingProxyType(
         "odsf": True,
         "oisf": True,
         "ap": True,
-        "edge_loss": False,
+        "weighted_bce": False,
     }
 )
 # Main metric of each standard task (`tasks.TASK_BUILDERS`), by task name.
@@ -612,7 +612,7 @@ class EdgeLossProxy(keras.metrics.Metric):
         double_sigmoid: score sigmoid(logits) as if they were logits, as the
             reference meter does with its saved probabilities.
         ignore_value: label value of pixels to skip.
-        name: metric name, e.g. `"edge_loss"`.
+        name: metric name, e.g. `"edge_weighted_bce"`.
         dtype: dtype of the result.
 
     Input shape:
@@ -704,7 +704,7 @@ METRIC_BUILDERS: Mapping[kinds.LabelKind, Mapping[str, Callable]] = types.Mappin
         kinds.BINARY: {
             "maxf": lambda task, name: SaliencyMaxF(ignore_value=task.ignore_value, name=name),
             "miou": lambda task, name: BinaryMeanIoU(ignore_index=task.ignore_value, name=name),
-            "edge_loss": _edge_loss,
+            "weighted_bce": _edge_loss,
             **{metric: _boundary_benchmark for metric in NON_STREAMING_METRICS},
         },
         kinds.DEPTH: {s: _statistic_metric(DepthMetric, s) for s in DEPTH_STATISTICS},
@@ -718,7 +718,7 @@ def task_metrics(task: TaskSpec, prefix: bool = True) -> list[keras.metrics.Metr
 
     Built by the task's kind's entry of `METRIC_BUILDERS`: classes `miou`,
     `pixel_accuracy`; depth `DEPTH_STATISTICS`; normals `NORMALS_STATISTICS`;
-    binary `maxf`, `miou`, `edge_loss`, and the boundary benchmark names
+    binary `maxf`, `miou`, `weighted_bce`, and the boundary benchmark names
     `NON_STREAMING_METRICS` (`odsf`, `oisf`, `ap`), which are left out here:
     `keras_mtcl.edge_eval` computes them.
 

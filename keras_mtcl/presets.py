@@ -43,8 +43,17 @@ class RunConfig:
         decoder_options: keyword arguments of the decoder.
         contrastive: whether to train with the cross-task contrastive regularizer.
         contrastive_options: keyword arguments of `CrossTaskContrastive`.
-        image_size: training crop (height, width).
-        eval_size: validation images are padded to this size; empty = `image_size`.
+        image_size: training crop (height, width); empty = the size of the
+            first training image (for data whose images share one size).
+        eval_size: validation images are padded to this size; empty = `image_size`
+            (or each batch's largest image when `image_size` is empty).
+        eval_split: the split scored during training (`val_` metrics) and
+            at the end (`metrics.json`, pictures).
+        edge_max_dist: boundary tolerance of the final evaluation as a fraction
+            of the image diagonal, with labels read as stored; 0 = the
+            dataset's protocol (`keras_mtcl.edge_eval.MAX_DIST`: PASCAL 0.0075;
+            NYUD 0.011 with its label reading, also used for synthetic and
+            folder data).
         batch_size: batch size for training and evaluation.
         epochs: training epochs.
         steps_per_epoch: steps per epoch; 0 = one pass over the training split.
@@ -80,6 +89,8 @@ class RunConfig:
     contrastive_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     image_size: tuple[int, ...] = (96, 128)
     eval_size: tuple[int, ...] = ()
+    eval_split: str = "val"
+    edge_max_dist: float = 0.0
     batch_size: int = 8
     epochs: int = 10
     steps_per_epoch: int = 0
@@ -109,7 +120,8 @@ class RunConfig:
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ConfigError(f"`{field}` must be one of {allowed}. Received: {field}={getattr(self, field)!r}")
-        for field in ("image_size", "synthetic_size") + (("eval_size",) if self.eval_size else ()):
+        sizes = ("synthetic_size",) + tuple(f for f in ("image_size", "eval_size") if getattr(self, f))
+        for field in sizes:
             size = getattr(self, field)
             if len(size) != 2 or min(size) < 8:
                 raise ConfigError(f"`{field}` must be (height, width), each >= 8. Received: {field}={size}")
@@ -126,6 +138,13 @@ class RunConfig:
         ):
             if getattr(self, field) < minimum:
                 raise ConfigError(f"`{field}` must be >= {minimum}{meaning}. Received: {field}={getattr(self, field)}")
+        if not (math.isfinite(self.edge_max_dist) and 0 <= self.edge_max_dist < 1):
+            raise ConfigError(
+                "`edge_max_dist` must be a fraction of the image diagonal in [0, 1) (0 = the dataset's protocol). "
+                f"Received: edge_max_dist={self.edge_max_dist}"
+            )
+        if not self.eval_split:
+            raise ConfigError("`eval_split` must name a split of the dataset (e.g. val). Received: eval_split=''")
         if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= MAX_LEARNING_RATE):
             raise ConfigError(
                 f"`learning_rate` must be a number in (0, {MAX_LEARNING_RATE:g}] (typically 1e-4 to 1e-1). "
@@ -141,8 +160,11 @@ class RunConfig:
         return self.output_dir or f"runs/{self.name}"
 
     def to_dict(self) -> dict:
+        """The fields as JSON values; the `synthetic_*` fields only for the synthetic dataset, which reads them."""
         out = {}
         for f in dataclasses.fields(self):
+            if f.name.startswith("synthetic_") and self.dataset != "synthetic":
+                continue
             value = getattr(self, f.name)
             out[f.name] = dict(value) if isinstance(value, Mapping) else list(value) if isinstance(value, tuple) else value
         return out
@@ -250,6 +272,23 @@ PRESETS: Mapping[str, Mapping[str, Any]] = types.MappingProxyType(
                 "num_pictures": 2,
             }
         ),
+        # A user's folder dataset (`keras_mtcl.data.folder`), with the reference recipe (Adam 1e-4, wd 1e-4,
+        # batch 8, 100 epochs, poly), the offline ImageNet backbone, the image size of the data and no
+        # regularizer: `--preset folder --set manual_dir=PATH`.
+        "folder": types.MappingProxyType(
+            {
+                "name": "folder",
+                "dataset": "folder",
+                "backbone": "efficientnet_lite0",
+                "backbone_options": {"weights": "imagenet"},
+                "image_size": (),
+                "batch_size": 8,
+                "epochs": 100,
+                "optimizer": "adam",
+                "learning_rate": 1e-4,
+                "weight_decay": 1e-4,
+            }
+        ),
         # MTL-PyTorch recipe on NYUD-v2 (Adam 1e-4, wd 1e-4, batch 8, 100 epochs, poly).
         "nyud_hrnet18_baseline": types.MappingProxyType({"name": "nyud_hrnet18_baseline", **_NYUD_HRNET18}),
         "nyud_hrnet18_contrastive": types.MappingProxyType(
@@ -321,8 +360,26 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
     return config.replace(**changes)
 
 
+# The preset a run starts from when only the dataset is chosen (`apps/train.py --set dataset=folder`).
+DATASET_PRESETS = types.MappingProxyType(
+    {"synthetic": "quickstart", "folder": "folder", "nyud": "nyud_hrnet18_baseline", "pascal": "pascal_hrnet18_contrastive"}
+)
+
+
 def list_presets() -> list[str]:
     return sorted(PRESETS)
+
+
+def starting_preset(overrides: Sequence[str]) -> str:
+    """The preset of the dataset that `overrides` set (`DATASET_PRESETS`; the quickstart's when none is set).
+
+    >>> starting_preset(["dataset=folder", "manual_dir=/data/rooms"])
+    'folder'
+    >>> starting_preset(["epochs=2"])
+    'quickstart'
+    """
+    datasets = [item.partition("=")[2].strip() for item in overrides if item.partition("=")[0].strip() == "dataset"]
+    return DATASET_PRESETS.get(datasets[-1] if datasets else "synthetic", "quickstart")
 
 
 def get_preset(name: str, overrides: Sequence[str] = ()) -> RunConfig:

@@ -173,7 +173,7 @@ def edge(loss_weight: float = 50.0, pos_weight: float = 0.95) -> TaskSpec:
         kind="binary",
         loss="weighted_bce",
         loss_weight=loss_weight,
-        metrics=("odsf", "edge_loss"),
+        metrics=("odsf", "weighted_bce"),
         loss_options={"pos_weight": pos_weight},
         sparse=True,
     )

@@ -31,6 +31,20 @@ from keras_mtcl.losses import task_loss
 from keras_mtcl.tasks import TaskSpec, validate_tasks
 
 
+def _repeats_task_loss(task: TaskSpec, metric) -> bool:
+    """Whether `metric` streams the task's own loss: the edge loss proxy of a `weighted_bce` task, same weighting.
+
+    During `fit` the trainer logs that loss as `<task>_loss`; the metric
+    would log it a second time (`edge_weighted_bce` beside `edge_loss`).
+    """
+    from keras_mtcl.metrics import EDGE_POS_WEIGHT, EdgeLossProxy
+
+    if not isinstance(metric, EdgeLossProxy) or metric.double_sigmoid or task.loss != "weighted_bce":
+        return False
+    pos_weight = float(task.loss_options.get("pos_weight", EDGE_POS_WEIGHT))
+    return metric.pos_weight == pos_weight and metric.ignore_value == task.ignore_value
+
+
 @keras.saving.register_keras_serializable(package="keras_mtcl")
 class MultiTaskTrainer(keras.Model):
     """Trains `model` with `fit`: weighted task losses, deep supervision and, optionally, the regularizer.
@@ -171,7 +185,9 @@ class MultiTaskTrainer(keras.Model):
 
         `metrics` defaults to every task's streaming metrics
         (`keras_mtcl.metrics.task_metrics`); pass None for none, or a dict
-        {task: [metrics]}.
+        {task: [metrics]}. A metric that streams a task's own loss (the
+        edge loss proxy of a `weighted_bce` task) is left out: `<task>_loss`
+        logs that quantity already.
         """
         if loss is not None:
             raise ValueError(
@@ -182,6 +198,14 @@ class MultiTaskTrainer(keras.Model):
             from keras_mtcl.metrics import task_metrics
 
             metrics = {t.name: task_metrics(t, prefix=False) for t in self.task_specs}
+        if isinstance(metrics, Mapping):
+            # One logged name per quantity: `<task>_loss` already is the mean of the task's loss.
+            tasks = {t.name: t for t in self.task_specs}
+            metrics = {
+                name: [m for m in values if name not in tasks or not _repeats_task_loss(tasks[name], m)]
+                if isinstance(values, (list, tuple)) else values
+                for name, values in metrics.items()
+            }
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
 
     def compile_from_config(self, config):

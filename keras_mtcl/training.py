@@ -22,8 +22,9 @@ import keras
 import numpy as np
 
 from keras_mtcl import backbones
+from keras_mtcl.callbacks import CompactProgress, PredictionImages, RunTensorBoard, write_final_metrics
 from keras_mtcl.errors import ConfigError
-from keras_mtcl.evaluation import evaluate_model, format_table, json_safe
+from keras_mtcl.evaluation import edge_protocol, evaluate_model, format_table, json_safe
 from keras_mtcl.metrics import task_metrics
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.presets import RunConfig
@@ -66,6 +67,23 @@ def _dataset_tasks(config: RunConfig) -> list[str] | None:
     return list(TASK_SETS[config.dataset]["tasks"])
 
 
+def _dataset_splits(config: RunConfig) -> list[str] | None:
+    """The split names of the dataset of `config` (None: a folder dataset without `manual_dir`)."""
+    if config.dataset == "synthetic":
+        from keras_mtcl.data.synthetic import SPLIT_SEED_OFFSETS
+
+        return list(SPLIT_SEED_OFFSETS)
+    if config.dataset == "folder":
+        if not config.manual_dir:
+            return None
+        from keras_mtcl.data import folder
+
+        return list(folder.read_splits(config.manual_dir, folder.read_manifest(config.manual_dir)))
+    from keras_mtcl.data import nyud, pascal
+
+    return list({"nyud": nyud.SPLITS, "pascal": pascal.SPLITS}[config.dataset])
+
+
 def check_config(config: RunConfig) -> None:
     """Checks the names and options of `config` against the registries, before any data is read or model built.
 
@@ -88,6 +106,13 @@ def check_config(config: RunConfig) -> None:
         raise ConfigError(f"`framework` must be one of {decoders.list_decoders()}. Received: framework={config.framework!r}")
     _check_keywords("decoder_options", decoders.decoder_class(config.framework).__init__, config.decoder_options,
                     exclude=("self", "tasks"), extra=_LAYER_KEYWORDS)
+    splits = _dataset_splits(config)
+    if splits is not None and config.eval_split not in splits:
+        source = f" (the `splits` of {Path(config.manual_dir) / 'manifest.json'})" if config.dataset == "folder" else ""
+        raise ConfigError(
+            f"`eval_split` must be a split of the {config.dataset!r} dataset, which has {splits}{source}. "
+            f"Received: eval_split={config.eval_split!r}"
+        )
     available = _dataset_tasks(config)
     unknown = [t for t in config.tasks if available is not None and t not in available]
     if unknown or len(set(config.tasks)) != len(config.tasks):
@@ -158,7 +183,7 @@ def build_optimizer(config: RunConfig, total_steps: int) -> keras.optimizers.Opt
 
 
 def load_data(config: RunConfig):
-    """(train examples, val examples, task specs): tf.data datasets of dict examples.
+    """(train examples, `config.eval_split` examples, task specs): tf.data datasets of dict examples.
 
     Examples are in the package's example format (`keras_mtcl.data`).
     """
@@ -176,28 +201,40 @@ def load_data(config: RunConfig):
         height, width = config.synthetic_size
         print(f"Rendering {config.synthetic_train} + {config.synthetic_val} synthetic scenes at {height}x{width} ...")
     train_ds, specs = open_split(config.dataset, "train", synthetic_count=config.synthetic_train, **common)
-    val_ds, _ = open_split(config.dataset, "val", synthetic_count=config.synthetic_val, **common)
+    val_ds, _ = open_split(config.dataset, config.eval_split, synthetic_count=config.synthetic_val, **common)
     print(f"Data ready in {time.time() - start:.1f} s: tasks {[t.name for t in specs]}")
     return train_ds, val_ds, specs
+
+
+def data_image_size(examples) -> tuple[int, int]:
+    """(height, width) of the first image of an example dataset."""
+    for example in examples.take(1):
+        return tuple(int(n) for n in example["image"].shape[:2])
+    raise ConfigError("The training split has no examples: add images or fix its split file.")
 
 
 def make_pipelines(config: RunConfig, train_ds, val_ds, specs: list[TaskSpec]):
     """(training batches, evaluation batches) of `config` from example datasets.
 
     Training: shuffled, augmented (unless `config.augment` is false), cropped
-    to `config.image_size`, batched. Evaluation: padded to `config.eval_size`
-    (or `image_size`) with each image's original size in the batch's meta.
+    to `config.image_size` (empty: the first training image's size),
+    batched. Evaluation: padded to `config.eval_size` (or `image_size`; with
+    both empty, to each batch's largest image) and a multiple of 32, with
+    each image's original size in the batch's meta.
     """
     from keras_mtcl.data import pipeline
 
+    crop = tuple(config.image_size)
+    if not crop:
+        crop = data_image_size(train_ds)
+        print(f"Training crop {crop[0]}x{crop[1]}: the size of the first training image (image_size is empty).")
     # Without augmentation: no rescaling, flip or colour changes; crops only (to the training size).
-    plain = {} if config.augment else {"scale_range": (1.0, 1.0), "flip_probability": 0.0, "photometric": False}
+    augment = pipeline.AugmentConfig() if config.augment else pipeline.AugmentConfig.off()
     train = pipeline.train_pipeline(
-        train_ds, specs, batch_size=config.batch_size, crop_size=tuple(config.image_size), seed=config.seed, **plain
+        train_ds, specs, batch_size=config.batch_size, crop_size=crop, seed=config.seed, augment=augment
     )
-    val = pipeline.eval_pipeline(
-        val_ds, specs, batch_size=config.batch_size, pad_size=tuple(config.eval_size or config.image_size), pad_multiple=32
-    )
+    pad = tuple(config.eval_size or config.image_size) or None
+    val = pipeline.eval_pipeline(val_ds, specs, batch_size=config.batch_size, pad_size=pad, pad_multiple=32)
     return train, val
 
 
@@ -317,6 +354,53 @@ class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
         os.replace(incoming_metadata, self._training_metadata_path)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+class RunHistory(keras.callbacks.CSVLogger):
+    """`CSVLogger` (append mode) whose file holds one row per finished epoch across kills and resumes.
+
+    Put it before the backup callback: an epoch's row is written before its
+    backup, so an epoch that a backup records always has its row. At the
+    first epoch of a (resumed) fit, rows of that epoch and later ones, left
+    by a run killed after writing them but before their backup, are dropped,
+    since those epochs run again.
+    """
+
+    def __init__(self, filename: str):
+        super().__init__(filename, append=True)
+        self._trimmed = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._trimmed = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._trimmed:
+            return
+        self._trimmed = True
+        path = Path(self.filename)
+        if not path.is_file():
+            return
+        self.csv_file.close()
+        lines = path.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [line for line in lines[1:] if _row_epoch(line) < epoch]
+        if len(kept) != len(lines):
+            _write_atomically(path, "".join(kept))
+        self.csv_file = open(self.filename, "a")
+
+
+def _row_epoch(line: str) -> float:
+    """The epoch of a history.csv row (its first field); an unreadable row counts as a later epoch."""
+    try:
+        return int(line.split(",", 1)[0])
+    except ValueError:
+        return math.inf
+
+
 class AtomicModelCheckpoint(keras.callbacks.Callback):
     """Saves the inference model to `<dir>/last.keras` every epoch and `<dir>/best.keras` on improvement.
 
@@ -366,13 +450,13 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_run_folder(config: RunConfig, resume: bool = False) -> dict | None:
+def check_run_folder(config: RunConfig, resume: bool = False, evaluate: bool = True) -> dict | None:
     """Compares `config` with the `config.json` of a run already in `config.run_dir`, writing nothing.
 
     Returns None when the run may start or continue there (no earlier run,
     the same config, or with `resume` the same config but more epochs), or
     the earlier run's result dict (`"finished": True`) when that run is
-    finished with this very config.
+    finished with this very config (a model, and `metrics.json` unless `evaluate` is false).
 
     Raises:
         RunFolderError: the folder holds a run with another config (the
@@ -401,19 +485,20 @@ def check_run_folder(config: RunConfig, resume: bool = False) -> dict | None:
             f"--resume continues {run_dir} with more epochs, but epochs={config.epochs} is fewer than its {previous['epochs']}: "
             f"pass --set epochs=N with N > {previous['epochs']}, --overwrite to start again, or another --output-dir."
         )
-    finished = (run_dir / "model.keras").is_file() and (run_dir / "metrics.json").is_file()
+    scored = (run_dir / "metrics.json").is_file()
+    finished = (run_dir / "model.keras").is_file() and (scored or not evaluate)
     if finished and not differing:
         return {
             "run_dir": str(run_dir),
             "model": str(run_dir / "model.keras"),
-            "metrics": json.loads((run_dir / "metrics.json").read_text()),
+            "metrics": json.loads((run_dir / "metrics.json").read_text()) if scored else None,
             "pictures": sorted(str(p) for p in (run_dir / "pictures").glob("*.png")),
             "finished": True,
         }
     return None
 
 
-def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
+def train(config: RunConfig, resume: bool = False, overwrite: bool = False, evaluate: bool = True) -> dict:
     """Trains, evaluates and writes everything of a run under `config.run_dir`.
 
     Writes `config.json`, `checkpoints/{last,best}.keras`, `model.keras`
@@ -432,8 +517,14 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
     Training stops at the first NaN or infinite loss: the last good
     checkpoint and backup are kept and `NonFiniteLossError` is raised.
 
+    With `evaluate=False`, the final evaluation on `config.eval_split`
+    (the boundary benchmark included) is skipped and no `metrics.json` is
+    written; the same run started again with `evaluate=True` trains nothing
+    more and evaluates.
+
     Returns:
-        Dict of output paths and the final validation metrics.
+        Dict of output paths and the final validation metrics (None when
+        `evaluate` is false).
 
     Raises:
         RunFolderError: the folder holds a run of another config.
@@ -451,13 +542,12 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
             elif target.exists():
                 target.unlink()
     else:
-        done = check_run_folder(config, resume=resume)
+        done = check_run_folder(config, resume=resume, evaluate=evaluate)
         if done is not None:
             print(f"The run in {run_dir} is already finished with this config: nothing to do (--resume --set epochs=N "
                   "trains it further, --overwrite trains it again).")
             return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.to_json())
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
@@ -470,6 +560,9 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
             f"The training split gives no full batch of {config.batch_size}: lower batch_size or add data. "
             f"Received: batch_size={config.batch_size}"
         )
+    # Written once the data is readable: a run that failed on its data leaves no config that would refuse
+    # a corrected one. It marks the folder as this config's run from here on.
+    _write_atomically(run_dir / "config.json", config.to_json())
     from keras_mtcl.data import pipeline
     from keras_mtcl.distribute import data_parallel
 
@@ -490,10 +583,14 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
         guard = NonFiniteLossGuard()
         callbacks = [
             guard,  # first: the checkpoint callbacks skip saving once it fires
+            # The bar shows the loss and one metric per task (its epoch line before the saving); history.csv and
+            # TensorBoard get every metric.
+            CompactProgress(specs),
+            RunHistory(str(run_dir / "history.csv")),  # before the backup: a backed-up epoch has its row
             SafeBackupAndRestore(str(run_dir / "backup"), guard=guard),
             AtomicModelCheckpoint(str(run_dir / "checkpoints"), guard=guard),
-            keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-            keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+            RunTensorBoard(str(run_dir / "logs"), write_graph=False),
+            PredictionImages(run_dir / "logs", val_batches, specs, config.num_pictures),
         ]
         val_for_fit = pipeline.strip_meta(val_batches)
         trainer.fit(
@@ -502,7 +599,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
             steps_per_epoch=config.steps_per_epoch or None,
             validation_data=val_for_fit,
             callbacks=callbacks,
-            verbose=2 if os.environ.get("CI") else "auto",
+            verbose=0,  # CompactProgress is the progress bar (one line per epoch under CI or into a file)
             shuffle=False,  # the pipeline shuffles
         )
     if guard.fired:
@@ -516,26 +613,43 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False) -> d
         )
     model_path = run_dir / "model.keras"
     model.save(model_path)
-    print("Evaluating on the validation split (reference protocol, boundaries included) ...")
-    metrics = evaluate_model(model, val_batches, specs, edge_dataset="pascal" if config.dataset == "pascal" else "nyud")
-    (run_dir / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, sort_keys=True))
+    metrics = None
+    if evaluate:
+        print(f"Evaluating on the {config.eval_split!r} split (reference protocol, boundaries included) ...")
+        metrics = evaluate_model(model, val_batches, specs, edge_dataset=edge_protocol(config.dataset),
+                                 edge_max_dist=config.edge_max_dist or None)
+        (run_dir / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, sort_keys=True))
+        write_final_metrics(run_dir / "logs", metrics, step=config.epochs - 1)  # at the last epoch's step
+    else:
+        print("Final evaluation skipped (the validation metrics of the last epoch are in history.csv).")
     pictures = write_pictures(model, val_batches, specs, run_dir / "pictures", config.num_pictures)
-    print(format_table({k: v for k, v in metrics.items() if not isinstance(v, list)}))
+    if metrics is not None:
+        print(format_table({k: v for k, v in metrics.items() if not isinstance(v, list)}))
     print(f"Wrote: model {model_path}, checkpoints {run_dir / 'checkpoints'}, logs {run_dir / 'logs'}, "
           f"history {run_dir / 'history.csv'}, metrics {run_dir / 'metrics.json'}, pictures {run_dir / 'pictures'}")
     return {"run_dir": str(run_dir), "model": str(model_path), "metrics": metrics, "pictures": pictures}
 
 
-def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count: int) -> list[str]:
-    """Writes `count` PNG panels (image, predictions, labels) from evaluation batches."""
-    from PIL import Image
+def prediction_panels(model, batches, specs: list[TaskSpec], count: int) -> list[np.ndarray]:
+    """Panels (image, predictions, labels) of the first `count` images of evaluation batches.
 
+    Args:
+        model: the inference model, `model(images) -> {task: (B, H, W, C)}`.
+        batches: (images, labels, meta) batches of `keras_mtcl.data.pipeline.eval_pipeline`.
+        specs: the tasks drawn.
+        count: at most this many panels.
+
+    Returns:
+        (H', W', 3) uint8 arrays (`keras_mtcl.visualize.prediction_panel`),
+        each drawn at its image's original size.
+    """
     from keras_mtcl.data.pipeline import crop_to_original
     from keras_mtcl.preprocessing import denormalize
     from keras_mtcl.visualize import prediction_panel
 
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
+    panels = []
+    if count <= 0:
+        return panels
     for images, labels, meta in batches.as_numpy_iterator():
         predictions = model.predict_on_batch(images)
         predictions = {k: keras.ops.convert_to_numpy(v) for k, v in predictions.items()}
@@ -543,17 +657,27 @@ def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count
         predictions = {t.name: crop_to_original(predictions[t.name], meta) for t in specs}
         labels = {t.name: crop_to_original(labels[t.name], meta) for t in specs}
         for i in range(len(images)):
-            if len(written) >= count:
-                return written
-            panel = prediction_panel(
+            if len(panels) >= count:
+                return panels
+            panels.append(prediction_panel(
                 denormalize(images[i]),
                 specs,
                 {t.name: predictions[t.name][i] for t in specs},
                 {t.name: labels[t.name][i] for t in specs},
-            )
-            path = directory / f"{len(written):03d}.png"
-            Image.fromarray(panel).save(path)
-            written.append(str(path))
+            ))
+    return panels
+
+
+def write_pictures(model, batches, specs: list[TaskSpec], directory: Path, count: int) -> list[str]:
+    """Writes `count` PNG panels (image, predictions, labels) from evaluation batches (`prediction_panels`)."""
+    from PIL import Image
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index, panel in enumerate(prediction_panels(model, batches, specs, count)):
+        path = directory / f"{index:03d}.png"
+        Image.fromarray(panel).save(path)
+        written.append(str(path))
     return written
 
 
@@ -562,6 +686,7 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteLossGuard",
     "RunFolderError",
+    "RunHistory",
     "SafeBackupAndRestore",
     "build_model",
     "build_optimizer",
@@ -569,6 +694,7 @@ __all__ = [
     "check_run_folder",
     "load_data",
     "make_pipelines",
+    "prediction_panels",
     "train",
     "write_pictures",
 ]

@@ -1,5 +1,7 @@
 """Train augmentation ops: each op eagerly and inside Dataset.map, against values worked out by hand."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -343,13 +345,15 @@ def _block_example():
 
 
 def _transform(seed, photometric=False, **options):
-    fn = lambda e: augment.train_transform(e, TASKS, seed, (24, 32), photometric=photometric, **options)  # noqa: E731
+    config = augment.AugmentConfig(photometric=photometric, **options)
+    fn = lambda e: augment.train_transform(e, TASKS, seed, (24, 32), augment=config)  # noqa: E731
     return _eager_and_mapped(fn, _block_example())
 
 
-def _transforms(seeds, photometric=False):
+def _transforms(seeds, photometric=False, config=None):
+    config = config or augment.AugmentConfig(photometric=photometric)
     example = {k: tf.constant(v) for k, v in _block_example().items()}
-    fn = lambda seed: augment.train_transform(example, TASKS, seed, (24, 32), photometric=photometric)  # noqa: E731
+    fn = lambda seed: augment.train_transform(example, TASKS, seed, (24, 32), augment=config)  # noqa: E731
     return _mapped_over_seeds(fn, seeds)
 
 
@@ -434,20 +438,37 @@ def test_train_transform_makes_crops_without_parts_ignored():
     assert 2 in values and values <= {2, 255}
 
 
+def test_train_transform_off_crops_without_scaling_flipping_or_colour():
+    ex = _block_example()
+    mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    offsets = [(top, left) for top in range(9) for left in range(17)]
+    windows = set()
+    for image, labels in _transforms([[s, 4] for s in range(6)], config=augment.AugmentConfig.off()):
+        # Scale 1 and no flip: every label is one 24x32 window of the 32x48 scene, values unchanged.
+        found = [(t, c) for t, c in offsets if np.array_equal(labels["semseg"], ex["semseg"][t : t + 24, c : c + 32])]
+        assert len(found) == 1
+        top, left = found[0]
+        window = (slice(top, top + 24), slice(left, left + 32))
+        for key in ("depth", "normals", "edge"):
+            np.testing.assert_array_equal(labels[key], ex[key][window])
+        # No photometric distortion: the image is the same window, normalised.
+        np.testing.assert_allclose(image, (ex["image"][window] / 255 - mean) / std, atol=1e-5)
+        windows.add((top, left))
+    assert len(windows) > 1  # the crop still moves
+
+
+# ----------------------------------------------------------------------------- options
+
+
 @pytest.mark.parametrize(
     "options, name",
     [
         ({"crop_size": (24,)}, "crop_size"),
         ({"crop_size": (0, 32)}, "crop_size"),
-        ({"scale_range": (2.0, 0.5)}, "scale_range"),
-        ({"flip_probability": 1.5}, "flip_probability"),
-        ({"cat_max_ratio": 0.0}, "cat_max_ratio"),
-        ({"ratio_task": "depth"}, "ratio_task"),
-        ({"crop_tries": 0}, "crop_tries"),
-        ({"brightness_delta": -1}, "brightness_delta"),
-        ({"contrast_range": (1.5, 0.5)}, "contrast_range"),
-        ({"saturation_range": "ab"}, "saturation_range"),
-        ({"hue_delta": 2.5}, "hue_delta"),
+        ({"crop_size": (24.5, 32)}, "crop_size"),
+        ({"augment": False}, "augment"),
+        ({"augment": augment.AugmentConfig(ratio_task="depth")}, "ratio_task"),
+        ({"augment": augment.AugmentConfig(ratio_task="sky")}, "ratio_task"),
         ({"mean": (0.5, 0.5)}, "mean"),
         ({"std": (0.5, 0.0, 0.5)}, "std"),
         ({"pad_values": {"sky": 0}}, "pad_values"),
@@ -455,6 +476,71 @@ def test_train_transform_makes_crops_without_parts_ignored():
     ],
 )
 def test_invalid_options_name_the_argument(options, name):
-    options = {"crop_size": (24, 32), **options}
+    options = {"crop_size": (24, 32), "augment": augment.AugmentConfig(), **options}
     with pytest.raises(ValueError, match=rf"`{name}`.*Received: {name}="):
         augment.check_train_options(TASKS, **options)
+    example = _block_example()
+    with pytest.raises(ValueError, match=rf"`{name}`.*Received: {name}="):
+        augment.train_transform(example, TASKS, [0, 0], **options)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("scale_range", (2.0, 0.5)),
+        ("scale_range", (0.0, 1.0)),
+        ("scale_range", 1.0),
+        ("flip_probability", 1.5),
+        ("flip_probability", "half"),
+        ("photometric", "yes"),
+        ("cat_max_ratio", 0.0),
+        ("cat_max_ratio", 2.0),
+        ("ratio_task", 3),
+        ("crop_tries", 0),
+        ("crop_tries", 2.5),
+        ("brightness_delta", -1),
+        ("brightness_delta", float("nan")),
+        ("contrast_range", (1.5, 0.5)),
+        ("saturation_range", "ab"),
+        ("saturation_range", (-0.5, 1.0)),
+        ("hue_delta", 2.5),
+        ("hue_delta", 91),
+        ("hue_delta", True),
+        ("empty_ignore_tasks", "human_parts"),
+        ("empty_ignore_tasks", (3,)),
+    ],
+)
+def test_augment_config_refuses_a_bad_value_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"`{field}`.*Received: {field}="):
+        augment.AugmentConfig(**{field: value})
+
+
+def test_augment_config_defaults_are_the_reference_recipe_in_canonical_form():
+    config = augment.AugmentConfig()
+    assert config.scale_range == augment.SCALE_RANGE and config.crop_tries == augment.CROP_TRIES
+    assert config.empty_ignore_tasks == ("human_parts",) and config.ratio_task == "semseg"
+    # Lists and ints become tuples and floats: equal options, equal (hashable) configs.
+    loose = augment.AugmentConfig(scale_range=[1, 2], contrast_range=np.array([0.5, 1.5]), flip_probability=1,
+                                  empty_ignore_tasks=["human_parts"], hue_delta=18.0)  # fmt: skip
+    assert loose.scale_range == (1.0, 2.0) and isinstance(loose.scale_range[0], float)
+    assert loose.contrast_range == (0.5, 1.5) and type(loose.contrast_range[0]) is float
+    assert loose.empty_ignore_tasks == ("human_parts",) and type(loose.hue_delta) is int
+    assert hash(loose) == hash(augment.AugmentConfig(scale_range=(1.0, 2.0), flip_probability=1.0))
+    assert len({config, augment.AugmentConfig(), augment.AugmentConfig.off()}) == 2
+
+
+def test_augment_config_is_frozen_and_replace_checks_again():
+    config = augment.AugmentConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.flip_probability = 0.0
+    changed = dataclasses.replace(config, flip_probability=0, photometric=False)
+    assert changed.flip_probability == 0.0 and not changed.photometric and config.photometric
+    with pytest.raises(ValueError, match=r"`crop_tries`.*Received: crop_tries=-1"):
+        dataclasses.replace(config, crop_tries=-1)
+
+
+def test_augment_config_off_keeps_the_crop_rules():
+    off = augment.AugmentConfig.off()
+    assert (off.scale_range, off.flip_probability, off.photometric) == ((1.0, 1.0), 0.0, False)
+    plain = dataclasses.replace(augment.AugmentConfig(), scale_range=(1, 1), flip_probability=0, photometric=False)
+    assert off == plain

@@ -53,3 +53,27 @@ def test_evaluate_app_names_a_missing_model_file(tmp_path):
         [sys.executable, str(ROOT / "apps/evaluate.py"), str(tmp_path / "nope.keras")], capture_output=True, text=True
     )
     assert missing.returncode == 2 and "no model file" in missing.stderr
+
+
+def test_edge_max_dist_scores_boundaries_with_that_tolerance_and_the_labels_as_stored():
+    from keras_mtcl import edge_eval
+    from keras_mtcl.data import pipeline
+    from keras_mtcl.data.sources import open_split
+    from keras_mtcl.evaluation import evaluate_model
+
+    specs = synthetic.synthetic_tasks(["edge"])
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 8, 8)), specs)
+    examples, _ = open_split("synthetic", "val", synthetic_size=(30, 45), synthetic_count=2)
+    batches = pipeline.eval_pipeline(examples, specs, batch_size=2, pad_multiple=32)
+    maps, labels = [], []
+    for images, batch_labels, meta in batches.as_numpy_iterator():
+        logits = pipeline.crop_to_original(np.asarray(model.predict_on_batch(images)["edge"]), meta)
+        maps += [1.0 / (1.0 + np.exp(-m[..., 0].astype("float64"))) for m in logits]
+        labels += [label[..., 0] for label in pipeline.crop_to_original(batch_labels["edge"], meta)]
+    for max_dist in (0.004, 0.03):
+        expected = edge_eval.evaluate_boundaries(
+            [m.astype("float32") for m in maps], labels, max_dist=max_dist, label_reading="given", workers=0, progress=False
+        )
+        results = evaluate_model(model, batches, specs, edge_max_dist=max_dist, workers=0, progress=False)
+        assert results["edge_odsf"] == pytest.approx(expected["ods_f"], abs=1e-9), max_dist
+        assert results["edge_ap"] == pytest.approx(expected["ap"], abs=1e-9), max_dist

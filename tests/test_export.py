@@ -92,7 +92,9 @@ def test_export_from_keras_file_serves_the_same_predictions(tmp_path):
     model.save(model_file)
 
     stdout = _run([sys.executable, str(ROOT / "apps/export.py"), str(model_file), "--serving-root", str(tmp_path / "serving"), "--name", "tiny"])
-    assert "Verified" in stdout
+    assert "Verified: SavedModel (serving_default and serving_bytes)" in stdout
+    root = (tmp_path / "serving").resolve()
+    assert f'-v "{root}:{root}" tensorflow/serving:' in stdout and f"--model_config_file={root}/models.config" in stdout
     version_dir = tmp_path / "serving" / "tiny" / "1"
     assert (version_dir / "saved_model.pb").is_file()
     config_text = (tmp_path / "serving" / "models.config").read_text()
@@ -212,3 +214,76 @@ def test_load_saved_model_reads_tasks_from_the_export_or_from_its_outputs(tmp_pa
 
     with pytest.raises(export.SavedModelNotFoundError, match="no saved_model.pb"):
         export.load_saved_model(tmp_path)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="in-process SavedModel export needs the TensorFlow backend")
+def test_bytes_signature_serves_encoded_images_like_serving_default(tmp_path):
+    import base64
+
+    import tensorflow as tf
+
+    specs = [tasks.semseg(num_classes=4), tasks.depth(), tasks.edge()]
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), specs)
+    version_dir = export.export_for_serving(model, tmp_path, "b")
+    loaded = tf.saved_model.load(str(version_dir))
+    assert set(loaded.signatures) == set(export.SIGNATURES)
+    default, from_bytes = loaded.signatures[export.SERVING_DEFAULT], loaded.signatures[export.SERVING_BYTES]
+    ((name, spec),) = from_bytes.structured_input_signature[1].items()
+    # TF Serving's REST API turns {"b64": ...} into bytes for a DT_STRING input; `_bytes` is its name for such tensors.
+    assert name == "images_bytes" and spec.dtype == tf.string and spec.shape.as_list() == [None]
+    metadata = json.loads((version_dir / export.TASKS_FILE).read_text())
+    assert metadata["signatures"] == {"serving_default": "images", "serving_bytes": "images_bytes"}
+
+    def numpy(outputs):
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    # PNG is lossless, so both signatures see the same pixels and run the same graph: outputs match exactly.
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (2, 45, 70, 3), dtype="uint8")  # needs padding to 64x96
+    served = numpy(from_bytes(images_bytes=tf.constant([tf.io.encode_png(image).numpy() for image in images])))
+    expected = numpy(default(images=tf.constant(images)))
+    assert sorted(served) == sorted(expected) == sorted(export.output_names(model))
+    for key, value in expected.items():
+        np.testing.assert_array_equal(served[key], value, err_msg=key)
+
+    # A REST body as TF Serving receives it: JSON, base64 in {"b64": ...}, decoded to the string input.
+    body = json.dumps({"signature_name": export.SERVING_BYTES, "instances": [{"b64": base64.b64encode(tf.io.encode_png(images[0]).numpy()).decode()}]})
+    request = json.loads(body)
+    assert request["signature_name"] in loaded.signatures
+    encoded = [base64.b64decode(instance["b64"]) for instance in request["instances"]]
+    np.testing.assert_array_equal(numpy(from_bytes(images_bytes=tf.constant(encoded)))["semseg_classes"], expected["semseg_classes"][:1])
+
+    # A JPEG goes through at its own size; a grey PNG is served as its grey repeated to RGB.
+    jpeg = tf.io.encode_jpeg(images[0], quality=90)
+    outputs = numpy(from_bytes(images_bytes=tf.stack([jpeg])))
+    assert outputs["semseg_probabilities"].shape == (1, 45, 70, 4) and outputs["depth"].shape == (1, 45, 70, 1)
+    grey = images[0, :, :, :1]
+    outputs = numpy(from_bytes(images_bytes=tf.stack([tf.io.encode_png(grey)])))
+    np.testing.assert_array_equal(outputs["depth"], numpy(default(images=tf.constant(np.repeat(grey, 3, -1)[None])))["depth"])
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        from_bytes(images_bytes=tf.constant([b"not an image"]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="same height and width"):
+        from_bytes(images_bytes=tf.stack([tf.io.encode_png(images[0]), tf.io.encode_png(images[1, :40])]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least one encoded image"):
+        from_bytes(images_bytes=tf.constant([], tf.string))
+
+
+def test_docker_command_mounts_the_serving_root_where_models_config_points(tmp_path):
+    (tmp_path / "models.config").write_text(export.MODELS_CONFIG_TEMPLATE.format(name="mtcl", base_path="/models/mtcl"))
+    command = export.docker_command(tmp_path, tf_version="2.21.0")
+    assert f'-v "{tmp_path.resolve()}:/models"' in command
+    assert command.endswith("tensorflow/serving:2.21.0 --model_config_file=/models/models.config")
+
+    # The default base_path (the model folder's absolute path) holds when the root is mounted at its own path.
+    root = tmp_path.resolve()
+    (tmp_path / "models.config").write_text(export.MODELS_CONFIG_TEMPLATE.format(name="mtcl", base_path=f"{root}/mtcl"))
+    assert f'-v "{root}:{root}"' in export.docker_command(tmp_path, tf_version="2.21.0")
+    assert f"--model_config_file={root}/models.config" in export.docker_command(tmp_path, tf_version="2.21.0")
+
+    assert export.serving_image("2.22.0-rc1") == "tensorflow/serving:2.22.0"
+    (tmp_path / "models.config").write_text(export.MODELS_CONFIG_TEMPLATE.format(name="mtcl", base_path="/models/other"))
+    with pytest.raises(export.ExportError, match="base_path <folder>/<name>"):
+        export.docker_command(tmp_path)
+    with pytest.raises(export.ExportError, match="does not exist"):
+        export.docker_command(tmp_path / "missing")

@@ -1,6 +1,5 @@
 """Custom-folder datasets described by a manifest (keras_mtcl.data.folder)."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -21,21 +20,11 @@ from keras_mtcl.data.decode import (
     PreparedDatasetMismatchError,
     SOURCE_RECORD,
 )
+from keras_mtcl.testing import datasets as fixtures
 
 pytestmark = pytest.mark.backend_independent
 
 H, W = 16, 20
-
-
-def _load_tool():
-    path = pathlib.Path(__file__).parents[1] / "tools" / "make_dataset_fixtures.py"
-    spec = importlib.util.spec_from_file_location("make_dataset_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fixtures = _load_tool()
 
 
 def _examples(builder, split):
@@ -69,6 +58,8 @@ def test_build_counts_values_and_metadata(rooms, tmp_path):
     # Stored (y * 20 + x) % 5 with the manifest's ignore value 9 at (0, 0).
     assert semseg[0, 0, 0] == 255 and semseg[0, 1, 0] == 1 and semseg[0, 5, 0] == 0 and semseg[1, 2, 0] == 2
     assert depth.dtype == np.float32 and depth[0, 0, 0] == 2.0 and depth[3, 7, 0] == 3.5  # 2 + 0.5 y
+    # tfds logs a custom config on every load: its name and version, not the manifest.
+    assert repr(builder.builder_config) == "FolderConfig(name='my_rooms', version='1.0.0')"
     again = folder.prepare(rooms, tmp_path / "tfds")  # already prepared: reused
     assert again.info.splits["val"].num_examples == 1
 
@@ -227,6 +218,23 @@ def test_out_of_range_class_names_file_and_values(rooms, tmp_path):
         folder.prepare(rooms, tmp_path / "tfds")
 
 
+def test_binary_png_of_zeros_and_ones_names_positive_value(tmp_path):
+    root = tmp_path / "edges01"
+    for name in ("images", "edge"):
+        (root / name).mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 5, 3), np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(np.array([[0, 1, 1, 0, 0]] * 4, np.uint8)).save(root / "edge" / "a.png")
+    manifest = {"name": "edges01", "tasks": {"edge": {"kind": "binary"}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(LabelRangeError, match=r"a\.png holds values outside \{0, 255\}: 1\. It stores \{0, 1\}: "
+                       r"set \"positive_value\": 1 in the manifest entry of 'edge'"):
+        folder.prepare(root, tmp_path / "tfds")
+    manifest["tasks"]["edge"]["positive_value"] = 1
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (ex,) = _examples(folder.prepare(root, tmp_path / "tfds"), "train")
+    np.testing.assert_array_equal(ex["edge"][0, :, 0], [0, 1, 1, 0, 0])
+
+
 def test_missing_file_lists_what_the_manifest_expects(rooms, tmp_path):
     (rooms / "depth" / "room_2.npy").unlink()
     with pytest.raises(MissingManualDownloadError, match=r"room_2\.npy.*images/<id>\.png, semseg/<id>\.png, "
@@ -240,6 +248,31 @@ def test_empty_split(rooms, tmp_path):
     assert list(builder.info.splits.keys()) == ["train"]
     with pytest.raises(EmptySplitError, match="Split 'val' .* has no examples"):
         folder.load_split(builder, "val")
+
+
+def test_splits_sharing_ids_are_warned_about(rooms, tmp_path, caplog):
+    (rooms / "splits" / "val.txt").write_text("room_3\nroom_1\n")
+    with caplog.at_level("WARNING", logger="keras_mtcl.data"):
+        builder = folder.prepare(rooms, tmp_path / "tfds")
+    warnings = [r.getMessage() for r in caplog.records if "share" in r.getMessage()]
+    assert len(warnings) == 1 and "'train' and 'val'" in warnings[0] and "1 id(s) (room_1)" in warnings[0]
+    assert builder.info.splits["val"].num_examples == 2  # a warning, not a refusal
+
+
+def test_labels_of_another_size_are_resized_with_one_warning(rooms, tmp_path, caplog, monkeypatch):
+    from keras_mtcl.data import decode
+
+    monkeypatch.setattr(decode, "_RESIZES_WARNED", set())
+    y, x = np.mgrid[: H // 2, : W // 2]
+    for image_id in ("room_0", "room_1"):  # half-size labels: each label pixel covers 2x2 image pixels
+        Image.fromarray(((y * W + x) % 5).astype(np.uint8)).save(rooms / "semseg" / f"{image_id}.png")
+    with caplog.at_level("INFO", logger="keras_mtcl.data"):
+        builder = folder.prepare(rooms, tmp_path / "tfds")
+    resized = [r for r in caplog.records if "resized with nearest sampling" in r.getMessage()]
+    assert [r.levelname for r in resized] == ["WARNING", "INFO"]
+    assert f"semseg label {rooms / 'semseg' / 'room_0.png'} is {H // 2}x{W // 2}, its image {H}x{W}" in resized[0].getMessage()
+    semseg = _examples(builder, "train")[0]["semseg"][..., 0]
+    np.testing.assert_array_equal(semseg, np.repeat(np.repeat((y * W + x) % 5, 2, axis=0), 2, axis=1))
 
 
 # ------------------------------------------------------------- path escapes

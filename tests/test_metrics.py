@@ -264,7 +264,7 @@ def test_task_metrics_names_and_kinds():
     ]
     # odsf is the Python boundary benchmark's (keras_mtcl.edge_eval), not a streaming metric.
     (edge,) = metrics.task_metrics(tasks.edge(pos_weight=0.9))
-    assert (edge.name, type(edge), edge.pos_weight) == ("edge_edge_loss", metrics.EdgeLossProxy, 0.9)
+    assert (edge.name, type(edge), edge.pos_weight) == ("edge_weighted_bce", metrics.EdgeLossProxy, 0.9)
     assert [m.name for m in metrics.task_metrics(tasks.saliency(), prefix=False)] == ["maxf", "miou"]
     with pytest.raises(ValueError, match=r"Unknown metric for task 'depth'.*Received: metric='miou'"):
         metrics.task_metrics(tasks.depth().replace(metrics=("miou",)))
@@ -278,9 +278,9 @@ def test_a_custom_named_task_gets_the_metrics_of_its_kind():
     built = metrics.task_metrics(spec)
     assert [m.name for m in built] == ["segmentation_miou", "segmentation_pixel_accuracy"]
     assert isinstance(built[0], metrics.MeanIoU) and built[0].num_classes == 5
-    contour = tasks.TaskSpec("contour", "binary", metrics=("odsf", "edge_loss"), loss_options={"pos_weight": 0.8})
+    contour = tasks.TaskSpec("contour", "binary", metrics=("odsf", "weighted_bce"), loss_options={"pos_weight": 0.8})
     (proxy,) = metrics.task_metrics(contour)
-    assert (proxy.name, proxy.pos_weight) == ("contour_edge_loss", 0.8)
+    assert (proxy.name, proxy.pos_weight) == ("contour_weighted_bce", 0.8)
 
 
 @pytest.mark.parametrize(

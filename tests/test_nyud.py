@@ -1,10 +1,9 @@
 """NYUD-v2 builder and the shared decoding helpers (keras_mtcl.data.nyud, keras_mtcl.data.decode).
 
-Fixtures are written at test time by tools/make_dataset_fixtures.py in each released layout (A, B, C);
+Fixtures are written at test time by keras_mtcl.testing.datasets in each released layout (A, B, C);
 its docstring gives the stored patterns the expectations below are derived from.
 """
 
-import importlib.util
 import json
 import logging
 import pathlib
@@ -28,21 +27,11 @@ from keras_mtcl.data.decode import (
     MissingManualDownloadError,
     PreparedDatasetMismatchError,
 )
+from keras_mtcl.testing import datasets as fixtures
 
 pytestmark = pytest.mark.backend_independent
 
 H, W = 16, 20
-
-
-def _load_tool():
-    path = pathlib.Path(__file__).parents[1] / "tools" / "make_dataset_fixtures.py"
-    spec = importlib.util.spec_from_file_location("make_dataset_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fixtures = _load_tool()
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 """PASCAL-Context builder (keras_mtcl.data.pascal): decoding, edges from LabelMap, human parts, person index.
 
-Fixtures are written at test time by tools/make_dataset_fixtures.py (`make_pascal`); its docstring and
+Fixtures are written at test time by keras_mtcl.testing.datasets (`make_pascal`); its docstring and
 `PARTS_BY_INDEX` give the stored labels the expectations below are derived from.
 """
 
-import importlib.util
 import json
 import logging
 import os
@@ -23,21 +22,11 @@ from keras_mtcl.data.decode import (
     MissingManualDownloadError,
     PreparedDatasetMismatchError,
 )
+from keras_mtcl.testing import datasets as fixtures
 
 pytestmark = pytest.mark.backend_independent
 
 H, W = 16, 20
-
-
-def _load_tool():
-    path = pathlib.Path(__file__).parents[1] / "tools" / "make_dataset_fixtures.py"
-    spec = importlib.util.spec_from_file_location("make_dataset_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fixtures = _load_tool()
 
 
 def _files(folder):

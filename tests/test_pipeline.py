@@ -87,7 +87,7 @@ def test_train_pipeline_without_shuffle_keeps_order_and_drops_other_keys():
     for e in examples:
         e["extra"] = np.zeros((20, 30, 1), "float32")
     ds = pipeline.train_pipeline(_dataset(examples), NYUD[:1], 1, (20, 30), seed=1, shuffle_buffer=0,
-                                 scale_range=(1.0, 1.0), flip_probability=0.0, photometric=False)  # fmt: skip
+                                 augment=pipeline.AugmentConfig.off())  # fmt: skip
     batches = _batches(ds)
     for (image, labels), example in zip(batches, examples):
         # Scale 1, crop = image size, no flip: labels come out unchanged.
@@ -236,7 +236,8 @@ def test_label_of_another_size_than_its_image_is_refused():
         ({"seed": "a"}, "seed"),
         ({"prefetch": -5}, "prefetch"),
         ({"crop_size": (24, 0)}, "crop_size"),
-        ({"cat_max_ratio": 2.0}, "cat_max_ratio"),
+        ({"augment": False}, "augment"),
+        ({"augment": pipeline.AugmentConfig(ratio_task="normals")}, "ratio_task"),
     ],
 )
 def test_invalid_train_options_name_the_argument(kwargs, name):

@@ -6,6 +6,7 @@ A block that is deliberately not runnable (it needs a server, a download, ...) i
 `<!-- not-run: reason -->`.
 """
 
+import csv
 import importlib.util
 import json
 import re
@@ -104,27 +105,42 @@ def test_train_commands_name_presets_and_fields_that_exist(monkeypatch):
         args = app.parse_args(argv)
         if args.config:
             continue  # a config.json of an earlier run
-        config = presets.get_preset(args.preset, args.set)  # raises on an unknown preset, field or value
+        config = presets.get_preset(args.preset or presets.starting_preset(args.set), args.set)  # raises on unknown names
         assert config.name
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the folder pipeline is tf.data on every backend")
-def test_folder_train_command_trains_on_a_folder_dataset(monkeypatch, tmp_path):
+def test_folder_train_command_trains_on_a_folder_dataset(monkeypatch, tmp_path, capsys):
     """The README's folder command, on a 4-image folder made by the dataset fixtures, shrunk to seconds."""
     (argv,) = [a for a in TRAIN_COMMANDS if "dataset=folder" in a]
-    spec = importlib.util.spec_from_file_location("make_dataset_fixtures", ROOT / "tools" / "make_dataset_fixtures.py")
-    fixtures = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fixtures)
+    from keras_mtcl.testing import datasets as fixtures
+
     root = fixtures.make_folder(tmp_path / "data", height=32, width=40)
     paths = {"manual_dir": root, "data_dir": tmp_path / "tfds"}
     argv = [f"{w.split('=')[0]}={paths[w.split('=')[0]]}" if w.split("=")[0] in paths else w for w in argv]
-    fast = ["backbone=tiny_cnn", 'backbone_options={"widths": [8, 8, 16, 16]}', "decoder_options={}", "epochs=1",
-            "image_size=32x40", "batch_size=2", "num_pictures=1"]
-    argv += [word for setting in fast for word in ("--set", setting)]
+    fast = ["backbone=tiny_cnn", 'backbone_options={"widths": [8, 8, 16, 16]}', "epochs=1", "batch_size=2",
+            "num_pictures=1"]
+    argv += [word for setting in fast for word in ("--set", setting)] + ["--output-dir", str(tmp_path / "run"), "--no-export"]
     app = _train_app(monkeypatch)
-    assert app.main(argv + ["--output-dir", str(tmp_path / "run"), "--no-export"]) == 0
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    run = tmp_path / "run"
+
+    # --no-eval: trained, no metrics.
+    assert app.main(argv + ["--no-eval"]) == 0
+    out = capsys.readouterr().out
+    assert "Starting from the 'folder' preset" in out and "Training crop 32x40" in out  # the size of the data
+    config = json.loads((run / "config.json").read_text())
+    recipe = presets.PRESETS["folder"]
+    assert (config["learning_rate"], config["epochs"], config["contrastive"]) == (recipe["learning_rate"], 1, False)
+    assert config["image_size"] == [] and not any(key.startswith("synthetic_") for key in config)
+    assert (run / "model.keras").is_file() and not (run / "metrics.json").exists()
+
+    # The same command without --no-eval evaluates the trained model without training it further.
+    assert app.main(argv) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["num_images"] == 1 and {"semseg_miou", "depth_rmse"} <= set(metrics)
+    with (run / "history.csv").open() as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
+    assert app.main(argv) == 0 and "already finished" in capsys.readouterr().out
 
 
 # --- tables -------------------------------------------------------------------------------------------------------

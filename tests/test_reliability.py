@@ -3,8 +3,9 @@
 Covers: an atomic per-epoch backup that survives truncation (1), re-running
 into an existing run folder (2), predict.py never overwriting its inputs (4),
 learning-rate validation and stopping on a non-finite loss (5), the
-SavedModel path refusing float images (6), and metrics of a split without a
-valid pixel (7).
+SavedModel path refusing float images (6), metrics of a split without a
+valid pixel (7), and history.csv keeping one row per finished epoch across a
+kill (10).
 """
 
 import csv
@@ -84,6 +85,40 @@ def test_truncated_backup_falls_back_to_the_previous_one_or_restarts(tmp_path, c
     assert history.epoch == [0, 1]
     lines = [line for line in capsys.readouterr().out.splitlines() if "backup" in line]
     assert len(lines) == 1 and "starts again from epoch 1" in lines[0]
+
+
+class _Kill(keras.callbacks.Callback):
+    """Stands for a kill at the end of epoch `epoch`, after the callbacks before it and before those after it."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_history_keeps_one_row_per_finished_epoch_across_a_kill(tmp_path):
+    x, y = np.ones((4, 3), "float32"), np.ones((4, 1), "float32")
+    history, backup = tmp_path / "history.csv", str(tmp_path / "backup")
+    # Killed after epoch 2's row was written and before its backup: epoch 2 runs again on resume.
+    with pytest.raises(KeyboardInterrupt):
+        _tiny().fit(x, y, epochs=4, verbose=0,
+                    callbacks=[training.RunHistory(str(history)), _Kill(1), training.SafeBackupAndRestore(backup)])
+    assert _epochs(history) == [0, 1]
+    resumed = _tiny().fit(x, y, epochs=4, verbose=0,
+                          callbacks=[training.RunHistory(str(history)), training.SafeBackupAndRestore(backup)])
+    assert resumed.epoch == [1, 2, 3]
+    with history.open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # every finished epoch once, none lost
+    assert float(rows[1]["loss"]) == pytest.approx(resumed.history["loss"][0], rel=1e-6)  # the rerun's row
+    # A half-written last row (a kill during its write) is dropped as well.
+    history.write_text(history.read_text() + "4,0.5")
+    _tiny().fit(x, y, epochs=5, verbose=0,
+                callbacks=[training.RunHistory(str(history)), training.SafeBackupAndRestore(backup)])
+    assert _epochs(history) == [0, 1, 2, 3, 4]
 
 
 # --- 2. re-running into a run folder, and 1. on a real run ----------------------------------------------------------

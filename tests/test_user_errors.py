@@ -22,6 +22,7 @@ from PIL import Image
 from keras_mtcl import backbones, presets, tasks, training
 from keras_mtcl.data import folder, nyud, pascal
 from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.testing import datasets as fixtures
 
 pytestmark = pytest.mark.backend_independent  # error handling, identical on every backend
 
@@ -37,7 +38,6 @@ def _load(path: Path, name: str):
 
 
 APPS = {name: _load(ROOT / "apps" / f"{name}.py", f"app_{name}") for name in ("train", "evaluate", "export", "predict")}
-FIXTURES = _load(ROOT / "tools" / "make_dataset_fixtures.py", "make_dataset_fixtures")
 PREPARE = {"folder": folder.main, "nyud": nyud.main, "pascal": pascal.main}
 
 
@@ -49,7 +49,7 @@ class Case:
 
     def rooms(self, edit=None) -> Path:
         """A custom folder (`semseg/room_<i>.png`, 5 classes; `depth/room_<i>.npy`), after `edit(root)`."""
-        root = FIXTURES.make_folder(self.tmp / "raw", height=16, width=20)
+        root = fixtures.make_folder(self.tmp / "raw", height=16, width=20)
         if edit is not None:
             edit(root)
         return root
@@ -139,7 +139,7 @@ def _on_torch(case: Case):
 
 
 def _nyud_unknown_task(case: Case):
-    root = FIXTURES.make_nyud(case.tmp / "raw", "B")
+    root = fixtures.make_nyud(case.tmp / "raw", "B")
     return ["--manual_dir", str(root), "--data_dir", str(case.tmp / "tfds"), "--tasks", "semseg", "hieght"]
 
 
@@ -163,7 +163,7 @@ CASES = [
     ("truncated_npy", "train", lambda c: c.train_on(c.rooms(lambda r: _truncate(r / "depth" / "room_1.npy", 100))),
      ["depth/room_1.npy", "Cannot read"], "data"),
     ("manifest_without_splits", "train", lambda c: c.train_on(c.rooms(_without_splits)),
-     ["no split 'val'", "manifest.json"], "data"),
+     ["`eval_split`", "['train']", "manifest.json", "'val'"], "nothing"),
     # Options and config values, refused before anything is read or built.
     ("contrastive_option_typo", "train", lambda c: c.train("contrastive=true", 'contrastive_options={"wieght": 0.1}'),
      ["contrastive_options", "wieght", "'weight'"], "nothing"),
@@ -174,6 +174,10 @@ CASES = [
      ["contrastive_options", "num_anchors=0"], "nothing"),
     ("contrastive_one_task", "train", lambda c: c.train("contrastive=true", "tasks=semseg"),
      ["two tasks", "contrastive=false"], "nothing"),
+    ("unknown_eval_split", "train", lambda c: c.train("eval_split=test"), ["`eval_split`", "['train', 'val']", "'test'"],
+     "nothing"),
+    ("edge_max_dist_out_of_range", "train", lambda c: c.train("edge_max_dist=2"), ["`edge_max_dist`", "[0, 1)"],
+     "nothing"),
     ("unknown_backbone", "train", lambda c: c.train("backbone=resnet99"), ["`backbone`", "resnet99", "tiny_cnn"], "nothing"),
     ("unknown_backbone_option", "train", lambda c: c.train('backbone_options={"widthz": [8]}'),
      ["backbone_options", "widthz", "widths"], "nothing"),

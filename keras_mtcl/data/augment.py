@@ -13,13 +13,15 @@ and to every label, each label by the rule of its task kind:
 | normalise   | (x / 255 - mean) / std | -                | -                 | -                  |
 | pad         | 0                      | ignore (255)     | 0 (invalid)       | zero vector        |
 
-The order and parameters follow the ATRC / InvPT training recipe: random scale s in [0.5, 2.0] (new size `floor(size * s)`), random
-crop (NYUD 448x576, PASCAL 512x512) retried up to 10 times until no single
-semseg class covers >= 75% of the valid pixels of the crop, horizontal flip
-with p = 0.5, photometric distortion, ImageNet normalisation, centred padding
-to the crop size (an image smaller than the crop after scaling keeps its size
-through the crop and is padded here), and ignore regions: a `human_parts` crop
-without any part pixel becomes all-ignore.
+The order and parameters follow the ATRC / InvPT training recipe (the
+defaults of `AugmentConfig`, which holds every option): random scale s in
+[0.5, 2.0] (new size `floor(size * s)`), random crop (NYUD 448x576, PASCAL
+512x512) retried up to 10 times until no single semseg class covers >= 75%
+of the valid pixels of the crop, horizontal flip with p = 0.5, photometric
+distortion, ImageNet normalisation, centred padding to the crop size (an
+image smaller than the crop after scaling keeps its size through the crop
+and is padded here), and ignore regions: a `human_parts` crop without any
+part pixel becomes all-ignore.
 
 Label values that mark invalid pixels survive every step: depth 0 stays 0 and
 255 stays 255 (not divided by s); normals equal to 255 keep their sign on a
@@ -41,6 +43,7 @@ label per task in its working dtype (the kind's `label_dtype`).
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from typing import Mapping, Sequence
 
@@ -56,6 +59,8 @@ CROP_SIZES = types.MappingProxyType({"nyud": (448, 576), "pascal": (512, 512)})
 SCALE_RANGE = (0.5, 2.0)
 FLIP_PROBABILITY = 0.5
 CAT_MAX_RATIO = 0.75
+# Task checked by the class-ratio rule; skipped when a pipeline has no task of this name.
+RATIO_TASK = "semseg"
 CROP_TRIES = 10
 BRIGHTNESS_DELTA = 32.0
 CONTRAST_RANGE = (0.5, 1.5)
@@ -392,57 +397,189 @@ def _pair(name, value, kind=float):
     return pair
 
 
+def _number(name, value, rule):
+    """float(value), or `ValueError` naming `name` and `rule` when it is not a number (a bool is not)."""
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise ValueError(f"`{name}` must be {rule}. Received: {name}={value!r}")
+
+
+def _integer(name, value, rule):
+    """int(value) for an integral number, else `ValueError` naming `name` and `rule`."""
+    number = _number(name, value, rule)
+    if not number.is_integer():  # also False for inf and NaN
+        raise ValueError(f"`{name}` must be {rule}. Received: {name}={value!r}")
+    return int(number)
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """The options of the train augmentation (`train_transform`, `pipeline.train_pipeline`).
+
+    The defaults are the ATRC / InvPT training recipe. The config checks
+    itself when built (`ValueError` naming the field and the received value)
+    and stores numbers and pairs in canonical form (floats, ints, tuples),
+    so equal configs compare and hash equal.
+
+    Attributes:
+        scale_range: (min, max) of the uniform random scale factor, 0 < min <= max;
+            (1, 1) turns scaling off.
+        flip_probability: probability of the horizontal flip, in [0, 1]; 0 turns it off.
+        photometric: whether to apply the photometric distortion (brightness,
+            contrast, saturation, hue, each with p = 0.5).
+        cat_max_ratio: crops are redrawn (up to `crop_tries` times) while one class of
+            `ratio_task` covers this share of its valid pixels or more; in (0, 1], 1 turns
+            the rule off.
+        ratio_task: name of the task with class ids (a discrete kind) that `cat_max_ratio`
+            checks, or None; the default `"semseg"` is skipped when there is no semseg task,
+            any other name must be a discrete task of the pipeline.
+        crop_tries: crop windows checked by the class-ratio rule (a positive integer).
+        brightness_delta: bound of the uniform brightness shift, on the 0..255 scale (>= 0).
+        contrast_range: (min, max) of the contrast gain, 0 <= min <= max.
+        saturation_range: (min, max) of the saturation factor, 0 <= min <= max.
+        hue_delta: hue shifts are integers in [-hue_delta, hue_delta - 1] of OpenCV's
+            0..180 hue scale (an integer in 0..90).
+        empty_ignore_tasks: names of the tasks whose crop becomes all-ignore when it holds
+            no foreground pixel (reference: human_parts); names of absent tasks are skipped.
+
+    Example:
+    >>> config = AugmentConfig()
+    >>> config.scale_range, config.flip_probability, config.photometric
+    ((0.5, 2.0), 0.5, True)
+    >>> off = AugmentConfig.off()
+    >>> off.scale_range, off.flip_probability, off.photometric
+    ((1.0, 1.0), 0.0, False)
+    >>> dataclasses.replace(config, contrast_range=[0.8, 1.2]).contrast_range
+    (0.8, 1.2)
+    >>> AugmentConfig(flip_probability=1.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: `flip_probability` must be in [0, 1]. Received: flip_probability=1.5
+    """
+
+    scale_range: tuple[float, float] = SCALE_RANGE
+    flip_probability: float = FLIP_PROBABILITY
+    photometric: bool = True
+    cat_max_ratio: float = CAT_MAX_RATIO
+    ratio_task: str | None = RATIO_TASK
+    crop_tries: int = CROP_TRIES
+    brightness_delta: float = BRIGHTNESS_DELTA
+    contrast_range: tuple[float, float] = CONTRAST_RANGE
+    saturation_range: tuple[float, float] = SATURATION_RANGE
+    hue_delta: int = HUE_DELTA
+    empty_ignore_tasks: tuple[str, ...] = EMPTY_IGNORE_TASKS
+
+    def __post_init__(self):
+        # Frozen: the canonical values are stored with object.__setattr__.
+        def store(name, value):
+            object.__setattr__(self, name, value)
+
+        lo, hi = _pair("scale_range", self.scale_range)
+        if not 0 < lo <= hi:
+            raise ValueError(f"`scale_range` must satisfy 0 < min <= max. Received: scale_range={self.scale_range!r}")
+        store("scale_range", (lo, hi))
+
+        rule = "in [0, 1]"
+        probability = _number("flip_probability", self.flip_probability, rule)
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"`flip_probability` must be {rule}. Received: flip_probability={self.flip_probability!r}")
+        store("flip_probability", probability)
+
+        if not isinstance(self.photometric, bool):
+            raise ValueError(f"`photometric` must be True or False. Received: photometric={self.photometric!r}")
+
+        rule = "in (0, 1] (1 turns the rule off)"
+        ratio = _number("cat_max_ratio", self.cat_max_ratio, rule)
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f"`cat_max_ratio` must be {rule}. Received: cat_max_ratio={self.cat_max_ratio!r}")
+        store("cat_max_ratio", ratio)
+
+        if self.ratio_task is not None and not isinstance(self.ratio_task, str):
+            raise ValueError(f"`ratio_task` must be a task name or None. Received: ratio_task={self.ratio_task!r}")
+
+        rule = "a positive integer"
+        tries = _integer("crop_tries", self.crop_tries, rule)
+        if tries < 1:
+            raise ValueError(f"`crop_tries` must be {rule}. Received: crop_tries={self.crop_tries!r}")
+        store("crop_tries", tries)
+
+        rule = ">= 0"
+        delta = _number("brightness_delta", self.brightness_delta, rule)
+        if not delta >= 0:
+            raise ValueError(f"`brightness_delta` must be {rule}. Received: brightness_delta={self.brightness_delta!r}")
+        store("brightness_delta", delta)
+
+        for name in ("contrast_range", "saturation_range"):
+            value = getattr(self, name)
+            lo, hi = _pair(name, value)
+            if not 0 <= lo <= hi:
+                raise ValueError(f"`{name}` must satisfy 0 <= min <= max. Received: {name}={value!r}")
+            store(name, (lo, hi))
+
+        rule = "an integer in 0..90 (OpenCV hue units)"
+        hue = _integer("hue_delta", self.hue_delta, rule)
+        if not 0 <= hue <= 90:
+            raise ValueError(f"`hue_delta` must be {rule}. Received: hue_delta={self.hue_delta!r}")
+        store("hue_delta", hue)
+
+        names = self.empty_ignore_tasks
+        try:
+            # A lone string would become its characters.
+            ok = not isinstance(names, str) and all(isinstance(n, str) for n in names)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"`empty_ignore_tasks` must be a sequence of task names. Received: empty_ignore_tasks={names!r}"
+            )
+        store("empty_ignore_tasks", tuple(names))
+
+    @classmethod
+    def off(cls) -> AugmentConfig:
+        """Crops only: scale 1, no flip, no photometric distortion (the crop rules still apply)."""
+        return cls(scale_range=(1.0, 1.0), flip_probability=0.0, photometric=False)
+
+    def check_tasks(self, tasks: Sequence[TaskSpec]) -> None:
+        """Raises `ValueError` unless `ratio_task` is None, the default, or a task of `tasks` with class ids."""
+        if self.ratio_task is None or self.ratio_task == RATIO_TASK:
+            return
+        discrete = [t.name for t in tasks if t.label_kind.discrete]
+        if self.ratio_task not in discrete:
+            kinds = [k.name for k in KINDS.values() if k.discrete]
+            raise ValueError(
+                f"`ratio_task` must name a task of `tasks` with class ids (kind {' or '.join(kinds)}), or be None. "
+                f"Available: {discrete}. Received: ratio_task={self.ratio_task!r}"
+            )
+
+
 def check_train_options(
     tasks: Sequence[TaskSpec],
-    crop_size,
-    scale_range=SCALE_RANGE,
-    flip_probability=FLIP_PROBABILITY,
-    cat_max_ratio=CAT_MAX_RATIO,
-    ratio_task="semseg",
-    crop_tries=CROP_TRIES,
-    brightness_delta=BRIGHTNESS_DELTA,
-    contrast_range=CONTRAST_RANGE,
-    saturation_range=SATURATION_RANGE,
-    hue_delta=HUE_DELTA,
-    mean=IMAGENET_MEAN,
-    std=IMAGENET_STD,
-    pad_values=None,
+    crop_size: Sequence[int],
+    augment: AugmentConfig,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    pad_values: Mapping[str, float] | None = None,
 ) -> None:
-    """Raises `ValueError` (Keras form) for an invalid augmentation option."""
+    """Raises `ValueError` (Keras form) for an invalid option of `train_transform`.
+
+    Checks `crop_size`, `mean`, `std`, `pad_values`, and that `augment` is an
+    `AugmentConfig` whose `ratio_task` fits `tasks` (its other fields were
+    checked when it was built).
+    """
+    if not isinstance(augment, AugmentConfig):
+        raise ValueError(
+            "`augment` must be an `AugmentConfig` (`AugmentConfig.off()` for crops only). "
+            f"Received: augment={augment!r}"
+        )
     crop = _pair("crop_size", crop_size, int)
     if min(crop) < 1 or tuple(crop_size) != crop:
         raise ValueError(
             f"`crop_size` must be two positive integers (height, width). Received: crop_size={crop_size!r}"
         )
-    lo, hi = _pair("scale_range", scale_range)
-    if not 0 < lo <= hi:
-        raise ValueError(f"`scale_range` must satisfy 0 < min <= max. Received: scale_range={scale_range!r}")
-    if not 0.0 <= float(flip_probability) <= 1.0:
-        raise ValueError(f"`flip_probability` must be in [0, 1]. Received: flip_probability={flip_probability!r}")
-    if not 0.0 < float(cat_max_ratio) <= 1.0:
-        raise ValueError(
-            f"`cat_max_ratio` must be in (0, 1] (1 turns the rule off). Received: cat_max_ratio={cat_max_ratio!r}"
-        )
-    if ratio_task is not None and ratio_task != "semseg":
-        discrete = [t.name for t in tasks if t.label_kind.discrete]
-        if ratio_task not in discrete:
-            kinds = [k.name for k in KINDS.values() if k.discrete]
-            raise ValueError(
-                f"`ratio_task` must name a task of `tasks` with class ids (kind {' or '.join(kinds)}), or be None. "
-                f"Available: {discrete}. Received: ratio_task={ratio_task!r}"
-            )
-    if int(crop_tries) < 1 or int(crop_tries) != crop_tries:
-        raise ValueError(f"`crop_tries` must be a positive integer. Received: crop_tries={crop_tries!r}")
-    if float(brightness_delta) < 0:
-        raise ValueError(f"`brightness_delta` must be >= 0. Received: brightness_delta={brightness_delta!r}")
-    for name, value in (("contrast_range", contrast_range), ("saturation_range", saturation_range)):
-        lo, hi = _pair(name, value)
-        if not 0 <= lo <= hi:
-            raise ValueError(f"`{name}` must satisfy 0 <= min <= max. Received: {name}={value!r}")
-    if int(hue_delta) != hue_delta or not 0 <= int(hue_delta) <= 90:
-        raise ValueError(
-            f"`hue_delta` must be an integer in 0..90 (OpenCV hue units). Received: hue_delta={hue_delta!r}"
-        )
+    augment.check_tasks(tasks)
     check_normalization(mean, std)
     check_pad_values(tasks, pad_values)
 
@@ -480,20 +617,11 @@ def train_transform(
     tasks: Sequence[TaskSpec],
     seed,
     crop_size: tuple[int, int],
-    scale_range: tuple[float, float] = SCALE_RANGE,
-    flip_probability: float = FLIP_PROBABILITY,
-    photometric: bool = True,
-    cat_max_ratio: float = CAT_MAX_RATIO,
-    ratio_task: str | None = "semseg",
-    crop_tries: int = CROP_TRIES,
-    brightness_delta: float = BRIGHTNESS_DELTA,
-    contrast_range: tuple[float, float] = CONTRAST_RANGE,
-    saturation_range: tuple[float, float] = SATURATION_RANGE,
-    hue_delta: int = HUE_DELTA,
+    *,
+    augment: AugmentConfig = AugmentConfig(),
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     pad_values: Mapping[str, float] | None = None,
-    empty_ignore_tasks: Sequence[str] = EMPTY_IGNORE_TASKS,
 ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The full train augmentation of one example (eager or inside `Dataset.map`).
 
@@ -503,44 +631,29 @@ def train_transform(
         tasks: the tasks to augment; their labels must be in `example`.
         seed: stateless seed, shape (2,) int; the same seed gives the same output.
         crop_size: (height, width) of the output (`CROP_SIZES`).
-        scale_range: (min, max) of the uniform random scale factor.
-        flip_probability: probability of the horizontal flip (0 turns it off).
-        photometric: whether to apply the photometric distortion.
-        cat_max_ratio: largest share of one class in the crop of `ratio_task`
-            (retried `crop_tries` times); 1 turns the rule off.
-        ratio_task: the task with class ids (a discrete kind) the rule
-            checks; the default `"semseg"` turns the rule off when there is no
-            semseg task.
-        crop_tries: crop windows checked by the class-ratio rule.
-        brightness_delta: brightness shift bound (0..255 scale).
-        contrast_range: range of the contrast gain.
-        saturation_range: range of the saturation factor.
-        hue_delta: hue shift bound in OpenCV units (0..180 per turn).
+        augment: the augmentation options (`AugmentConfig`; the reference
+            recipe by default, `AugmentConfig.off()` for crops only).
         mean: per-channel mean on the 0..1 scale (ImageNet by default).
         std: per-channel std on the 0..1 scale.
         pad_values: optional per-key fill values of the padding
             (defaults: image 0, classes/binary ignore, depth 0, normals 0).
-        empty_ignore_tasks: tasks whose crop becomes all-ignore when it holds
-            no foreground pixel.
 
     Returns:
         (image, labels): image (crop_h, crop_w, 3) float32 normalised; labels
         {task: (crop_h, crop_w, C)} in their kind's `label_dtype`.
     """
-    check_train_options(
-        tasks, crop_size, scale_range, flip_probability, cat_max_ratio, ratio_task, crop_tries,
-        brightness_delta, contrast_range, saturation_range, hue_delta, mean, std, pad_values,
-    )  # fmt: skip
+    check_train_options(tasks, crop_size, augment, mean, std, pad_values)
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     seeds = tf.random.split(tf.convert_to_tensor(seed), 4)
     example = to_working_dtypes(example, tasks)
 
-    factor = tf.random.stateless_uniform([], seeds[0], minval=float(scale_range[0]), maxval=float(scale_range[1]))
-    if scale_range[0] == scale_range[1]:
-        factor = tf.constant(float(scale_range[0]))
+    low, high = augment.scale_range
+    factor = tf.random.stateless_uniform([], seeds[0], minval=low, maxval=high)
+    if low == high:
+        factor = tf.constant(low)
     example = scale(example, tasks, factor)
 
-    ratio_spec = next((t for t in tasks if t.name == ratio_task and t.label_kind.discrete), None)
+    ratio_spec = next((t for t in tasks if t.name == augment.ratio_task and t.label_kind.discrete), None)
     ratio_label = example[ratio_spec.name] if ratio_spec is not None else None
     top, left, height, width = random_crop_window(
         seeds[1],
@@ -548,19 +661,21 @@ def train_transform(
         crop_size,
         ratio_label=ratio_label,
         ratio_spec=ratio_spec,
-        cat_max_ratio=float(cat_max_ratio),
-        tries=int(crop_tries),
+        cat_max_ratio=augment.cat_max_ratio,
+        tries=augment.crop_tries,
     )
     example = crop(example, top, left, height, width)
 
-    if flip_probability > 0:
-        example = random_flip(example, tasks, seeds[2], flip_probability)
-    if photometric:
-        params = sample_photometric(seeds[3], brightness_delta, contrast_range, saturation_range, hue_delta)
+    if augment.flip_probability > 0:
+        example = random_flip(example, tasks, seeds[2], augment.flip_probability)
+    if augment.photometric:
+        params = sample_photometric(
+            seeds[3], augment.brightness_delta, augment.contrast_range, augment.saturation_range, augment.hue_delta
+        )
         example["image"] = apply_photometric(example["image"], params)
     example["image"] = normalize(example["image"], mean, std)
     example, _, _ = pad_to_size(example, tasks, crop_size, pad_values)
-    example = ignore_empty(example, tasks, empty_ignore_tasks)
+    example = ignore_empty(example, tasks, augment.empty_ignore_tasks)
 
     image = tf.ensure_shape(example.pop("image"), (*crop_size, 3))
     labels = {t.name: tf.ensure_shape(example[t.name], (*crop_size, t.label_channels)) for t in tasks}

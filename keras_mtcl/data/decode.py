@@ -335,12 +335,27 @@ def resize_nearest(label: np.ndarray, height: int, width: int) -> np.ndarray:
     return label[rows[:, None], cols[None, :]]
 
 
+# (task, label size, image size) combinations already warned about: one warning each, not one per file.
+_RESIZES_WARNED: set[tuple] = set()
+
+
 def fit_to_image(label: np.ndarray, image_shape: Sequence[int], path: PathLike, what: str) -> np.ndarray:
-    """Resizes `label` (H', W', C) to the image's (H, W) with nearest sampling if they differ."""
+    """Resizes `label` (H', W', C) to the image's (H, W) with nearest sampling if they differ.
+
+    A size mismatch is usually a wrong file or a label saved at another
+    resolution: the first label of each (task, label size, image size)
+    combination logs a warning naming the file; the others log at INFO level.
+    """
     height, width = int(image_shape[0]), int(image_shape[1])
     if label.shape[:2] == (height, width):
         return label
-    logger.info("Resizing the %s label %s from %s to the image size %s.", what, path, label.shape[:2], (height, width))
+    key = (what, label.shape[:2], (height, width))
+    level = logging.INFO if key in _RESIZES_WARNED else logging.WARNING
+    _RESIZES_WARNED.add(key)
+    logger.log(
+        level, "The %s label %s is %s, its image %s: resized with nearest sampling (further %s labels of this size "
+        "are logged at INFO level).", what, path, "x".join(map(str, label.shape[:2])), f"{height}x{width}", what,
+    )
     return resize_nearest(label, height, width)
 
 

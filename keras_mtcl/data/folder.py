@@ -50,8 +50,10 @@ Manifest fields (unknown fields are refused):
     PNG in millimetres). 0 = invalid.
   - normals: PNG is 8-bit (`2 * x / 255 - 1`); NPY holds (H, W, 3) floats in
     [-1, 1]. The zero vector = invalid.
-  - binary: `positive_value` (default 255 for PNG, 1 for NPY) and
-    `ignore_value` (default `null`); other stored values are 0.
+  - binary: `positive_value` (default 255 for PNG, 1 for NPY; a `{0, 1}` PNG
+    needs `"positive_value": 1`) and `ignore_value` (default `null`). Stored 0
+    is negative; any other stored value is refused (`LabelRangeError`, naming
+    the file and the values).
 - `splits` (optional): {split name: split file}, one id per line. Without it,
   every image forms the split `"train"`.
 
@@ -76,14 +78,16 @@ or `python -m keras_mtcl.data.folder --root /data/my_rooms --data_dir /data/tfds
 from __future__ import annotations
 
 import argparse
-import sys
 import dataclasses
+import itertools
+import sys
 import json
 import pathlib
 import re
 import types
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl import tasks as task_lib
@@ -222,7 +226,15 @@ def _decode_normals(entry: TaskEntry, raw, path: PathLike):
 
 
 def _decode_binary(entry: TaskEntry, raw, path: PathLike):
-    return decode.decode_binary(raw, path, entry.name, positive=entry.positive_value, ignore_value=entry.ignore_value)
+    try:
+        return decode.decode_binary(raw, path, entry.name, positive=entry.positive_value, ignore_value=entry.ignore_value)
+    except decode.LabelRangeError as error:
+        stored = set(np.unique(np.asarray(raw)).tolist())
+        if entry.positive_value != 1 and stored <= {0, 1, entry.ignore_value}:
+            raise decode.LabelRangeError(
+                f"{error} It stores {{0, 1}}: set \"positive_value\": 1 in the manifest entry of {entry.name!r}."
+            ) from None
+        raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -478,6 +490,10 @@ class FolderConfig(tfds.core.BuilderConfig):
 
     manifest: Manifest | None = None
 
+    def __repr__(self) -> str:
+        # tfds logs the config of a custom dataset on every load: its name and version, not the whole manifest.
+        return f"FolderConfig(name={self.name!r}, version={str(self.version)!r})"
+
 
 class MultiTaskFolder(ManualTaskBuilder):
     """A user's multi-task dataset described by a manifest; build it with `folder.prepare`."""
@@ -527,6 +543,14 @@ class MultiTaskFolder(ManualTaskBuilder):
         empty = [s for s, ids in splits.items() if not ids]
         for split in empty:
             decode.logger.warning("Split %r of %s is empty: it is not generated.", split, root)
+        for (first, ids_a), (second, ids_b) in itertools.combinations(splits.items(), 2):
+            shared = sorted(set(ids_a) & set(ids_b))
+            if shared:
+                decode.logger.warning(
+                    "Splits %r and %r of %s share %d id(s) (%s): scores on one after training on the other are "
+                    "optimistic. Fix the split files if this is not intended.",
+                    first, second, root, len(shared), listing(shared),
+                )
         self.info.metadata.update(
             {
                 "tasks": list(self.tasks),

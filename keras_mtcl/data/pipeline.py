@@ -37,7 +37,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from keras_mtcl.data import augment
+# The module under another name: `augment` is the option of `train_pipeline`.
+from keras_mtcl.data import augment as augment_ops
+from keras_mtcl.data.augment import AugmentConfig
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_mtcl.tasks import TaskSpec, validate_tasks
 
@@ -195,20 +197,10 @@ def train_pipeline(
     seed: int | None = None,
     shuffle_buffer: int = SHUFFLE_BUFFER,
     *,
-    scale_range: tuple[float, float] = augment.SCALE_RANGE,
-    flip_probability: float = augment.FLIP_PROBABILITY,
-    photometric: bool = True,
-    cat_max_ratio: float = augment.CAT_MAX_RATIO,
-    ratio_task: str | None = "semseg",
-    crop_tries: int = augment.CROP_TRIES,
-    brightness_delta: float = augment.BRIGHTNESS_DELTA,
-    contrast_range: tuple[float, float] = augment.CONTRAST_RANGE,
-    saturation_range: tuple[float, float] = augment.SATURATION_RANGE,
-    hue_delta: int = augment.HUE_DELTA,
+    augment: AugmentConfig = AugmentConfig(),
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     pad_values: Mapping[str, float] | None = None,
-    empty_ignore_tasks: Sequence[str] = augment.EMPTY_IGNORE_TASKS,
     drop_remainder: bool = True,
     prefetch: int = AUTOTUNE,
     deterministic: bool | None = None,
@@ -218,9 +210,9 @@ def train_pipeline(
     """Shuffled, augmented training batches of the crop size.
 
     Per example: validate, shuffle, then the augmentation of
-    `augment.train_transform` (scale, crop with the class-ratio rule, flip,
-    photometric distortion, normalisation, padding, ignore regions) from a
-    per-example stateless seed. With a `seed`, the batches (order and
+    `keras_mtcl.data.augment.train_transform` (scale, crop with the
+    class-ratio rule, flip, photometric distortion, normalisation, padding,
+    ignore regions) from a per-example stateless seed. With a `seed`, the batches (order and
     augmentation) are the same on every run that has the same TensorFlow
     global seed (`keras.utils.set_random_seed` sets it); every new pass over
     the dataset (epoch) reshuffles and redraws the augmentation.
@@ -229,31 +221,20 @@ def train_pipeline(
         dataset: `tf.data.Dataset` of dict examples (`keras_mtcl.data`).
         tasks: `TaskSpec`s of the labels to yield, in order.
         batch_size: examples per batch.
-        crop_size: (height, width) of the batches (`augment.CROP_SIZES`:
+        crop_size: (height, width) of the batches (`keras_mtcl.data.augment.CROP_SIZES`:
             NYUD (448, 576), PASCAL (512, 512)).
         seed: makes shuffling and augmentation reproducible; None draws fresh
             randomness.
         shuffle_buffer: examples in the shuffle buffer (0 turns shuffling
             off). Raw examples are held here: NYUD examples take ~6 MB each.
-        scale_range: (min, max) of the random scale factor.
-        flip_probability: probability of the horizontal flip (0 = off).
-        photometric: whether to apply the photometric distortion
-            (brightness, contrast, saturation, hue, each with p = 0.5).
-        cat_max_ratio: crops are redrawn (up to `crop_tries` times) while one
-            class of `ratio_task` covers this share or more; 1 = off.
-        ratio_task: task with class ids (a discrete kind) checked by `cat_max_ratio`; the default
-            "semseg" is skipped when there is no semseg task.
-        crop_tries: crop windows checked by the class-ratio rule.
-        brightness_delta: brightness shift bound (0..255 scale).
-        contrast_range: range of the contrast gain.
-        saturation_range: range of the saturation factor.
-        hue_delta: hue shift bound in OpenCV hue units (0..180 per turn).
+        augment: the augmentation options (`AugmentConfig`: scale, flip,
+            class-ratio crop rule, photometric distortion, ignore regions);
+            the reference recipe by default, `AugmentConfig.off()` for crops
+            only.
         mean: per-channel normalisation mean (0..1 scale, ImageNet default).
         std: per-channel normalisation std (0..1 scale).
         pad_values: optional per-key padding values ("image" or a task name);
             defaults: image 0, classes/binary 255, depth 0, normals 0.
-        empty_ignore_tasks: tasks whose crop becomes all-ignore (255) when it
-            holds no foreground pixel (reference: human_parts).
         drop_remainder: drop a last incomplete batch (fixed batch shapes).
         prefetch: batches to prefetch (`tf.data.AUTOTUNE` or 0 = none).
         deterministic: keep element order under parallel mapping; None means
@@ -288,25 +269,9 @@ def train_pipeline(
     _check_prefetch(prefetch)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
-    options = dict(
-        crop_size=crop_size,
-        scale_range=scale_range,
-        flip_probability=flip_probability,
-        photometric=bool(photometric),
-        cat_max_ratio=cat_max_ratio,
-        ratio_task=ratio_task,
-        crop_tries=crop_tries,
-        brightness_delta=brightness_delta,
-        contrast_range=contrast_range,
-        saturation_range=saturation_range,
-        hue_delta=hue_delta,
-        mean=mean,
-        std=std,
-        pad_values=pad_values,
-        empty_ignore_tasks=tuple(empty_ignore_tasks),
-    )
-    check_options = {k: v for k, v in options.items() if k not in ("photometric", "empty_ignore_tasks")}
-    augment.check_train_options(tasks, **check_options)
+    options = dict(crop_size=crop_size, augment=augment, mean=mean, std=std, pad_values=pad_values)
+    # Checked here as well as when the map traces `train_transform`: bad options fail before the dataset checks.
+    augment_ops.check_train_options(tasks, **options)
     check_element_spec(dataset.element_spec, tasks)
     if deterministic is None:
         deterministic = seed is not None
@@ -322,7 +287,7 @@ def train_pipeline(
 
     def transform(example, draw):
         seed_pair = tf.stack([draw, tf.constant(0, tf.int64)])
-        return augment.train_transform(example, tasks, seed_pair, **options)
+        return augment_ops.train_transform(example, tasks, seed_pair, **options)
 
     ds = ds.map(_no_autograph(transform), num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
@@ -341,7 +306,7 @@ def eval_pipeline(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     pad_values: Mapping[str, float] | None = None,
-    empty_ignore_tasks: Sequence[str] = augment.EMPTY_IGNORE_TASKS,
+    empty_ignore_tasks: Sequence[str] = augment_ops.EMPTY_IGNORE_TASKS,
     prefetch: int = AUTOTUNE,
     validate: bool = True,
     num_parallel_calls: int = AUTOTUNE,
@@ -407,21 +372,21 @@ def eval_pipeline(
             )
     if pad_multiple is not None:
         _check_positive_int("pad_multiple", pad_multiple)
-    augment.check_normalization(mean, std)
-    augment.check_pad_values(tasks, pad_values)
+    augment_ops.check_normalization(mean, std)
+    augment_ops.check_pad_values(tasks, pad_values)
     check_element_spec(dataset.element_spec, tasks)
     multiple = int(pad_multiple or 1)
-    fills = augment.pad_fills(tasks, pad_values)
+    fills = augment_ops.pad_fills(tasks, pad_values)
 
     def transform(example):
         example_id = example.get("id", tf.constant(""))
-        example = augment.to_working_dtypes(example, tasks)
-        example["image"] = augment.normalize(example["image"], mean, std)
+        example = augment_ops.to_working_dtypes(example, tasks)
+        example["image"] = augment_ops.normalize(example["image"], mean, std)
         size = tf.shape(example["image"])[:2]
         target = size if pad_size is None else tf.maximum(size, tf.constant(pad_size, tf.int32))
         target = -(-target // multiple) * multiple
-        example, top, left = augment.pad_to_size(example, tasks, target, pad_values)
-        example = augment.ignore_empty(example, tasks, tuple(empty_ignore_tasks))
+        example, top, left = augment_ops.pad_to_size(example, tasks, target, pad_values)
+        example = augment_ops.ignore_empty(example, tasks, tuple(empty_ignore_tasks))
         image = example.pop("image")
         meta = {"id": example_id, "height": size[0], "width": size[1], "top": top, "left": left}
         return image, {t.name: example[t.name] for t in tasks}, meta

@@ -1,4 +1,4 @@
-"""Writes tiny dummy datasets in the real on-disk layouts of the dataset builders.
+"""Tiny dummy datasets in the real on-disk layouts of the dataset builders.
 
     python tools/make_dataset_fixtures.py OUT_DIR [--height 16 --width 20]
 
