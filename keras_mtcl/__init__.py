@@ -27,6 +27,7 @@ __version__ = "0.3.0"
 _SUBMODULES = (
     "backbones",
     "callbacks",
+    "cli",
     "contrastive",
     "data",
     "decoders",

@@ -1,6 +1,6 @@
 """User errors: the exceptions that mean "fix the input", and how the command lines report them.
 
-Every command line of the package (`apps/*.py`, `python -m keras_mtcl.data.nyud`,
+Every command line of the package (`mtcl-*`, `apps/*.py`, `python -m keras_mtcl.data.nyud`,
 `.pascal`, `.folder`) wraps its `main` in `reports_user_errors`: an exception
 of a type listed in `USER_ERRORS` (a missing, unwritable or corrupt file, a
 bad label, an invalid option or config field, a run folder holding another

@@ -124,12 +124,12 @@ def evaluate_model(
 
 
 def load_baselines(paths: Sequence[str | os.PathLike]) -> dict:
-    """Merges single-task result JSONs (reports of `apps/evaluate.py`) into one {key: value} dict."""
+    """Merges single-task result JSONs (reports of `mtcl-evaluate`) into one {key: value} dict."""
     merged = {}
     for path in paths:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"No baseline report at {path}: run apps/evaluate.py on the single-task model first.")
+            raise FileNotFoundError(f"No baseline report at {path}: run mtcl-evaluate on the single-task model first.")
         data = json.loads(path.read_text())
         merged.update({k: v for k, v in data.get("metrics", data).items() if isinstance(v, (int, float))})
     return merged

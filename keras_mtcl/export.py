@@ -2,7 +2,7 @@
 
 A SavedModel is written from the TensorFlow backend. A model trained under
 JAX or PyTorch is saved as `.keras` and exported from a TensorFlow-backend
-process (`apps/export.py` does this).
+process (`mtcl-export` does this).
 
 The signature `serving_default` takes `images`: a (B, H, W, 3)
 uint8 RGB batch of any size. Inside, it normalises (ImageNet mean/std by
@@ -106,7 +106,7 @@ def _require_tensorflow_backend():
     if keras.backend.backend() != "tensorflow":
         raise ExportError(
             "SavedModel export runs on the TensorFlow backend. Save the model as .keras and export it from a "
-            "process started with KERAS_BACKEND=tensorflow (apps/export.py does this). "
+            "process started with KERAS_BACKEND=tensorflow (mtcl-export does this). "
             f"Received: backend={keras.backend.backend()!r}"
         )
 
@@ -343,7 +343,7 @@ def docker_command(serving_root: str | os.PathLike, tf_version: str | None = Non
     root = Path(serving_root).resolve()
     config = root / "models.config"
     if not config.is_file():
-        raise ExportError(f"{config} does not exist: write it with export_for_serving (apps/export.py).")
+        raise ExportError(f"{config} does not exist: write it with export_for_serving (mtcl-export).")
     text = config.read_text()
     names = re.findall(r'name:\s*"([^"]*)"', text)
     bases = re.findall(r'base_path:\s*"([^"]*)"', text)
@@ -462,7 +462,7 @@ def find_saved_model(path: str | os.PathLike) -> Path:
         raise SavedModelNotFoundError(
             f"{path} is not an exported model: it has no saved_model.pb and no numbered version folder with one. "
             "Pass a .keras file, a version folder (<serving root>/<name>/<version>/) or a model folder "
-            "(<serving root>/<name>/) written by apps/export.py."
+            "(<serving root>/<name>/) written by mtcl-export."
         )
     return max(versions, key=lambda p: int(p.name))
 

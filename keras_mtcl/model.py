@@ -200,9 +200,9 @@ def load_model(path, compile: bool = False) -> MultiTaskModel:
     import zipfile
 
     if os.path.isdir(path):
-        raise ModelFileError(f"{path} is a folder, not a .keras model file; pass the .keras file apps/train.py wrote.")
+        raise ModelFileError(f"{path} is a folder, not a .keras model file; pass the .keras file mtcl-train wrote.")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no model file at {path}; train one with apps/train.py first.")
+        raise FileNotFoundError(f"no model file at {path}; train one with mtcl-train first.")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a .keras model file (a zip archive written by model.save).")
     with zipfile.ZipFile(path) as archive:
@@ -219,7 +219,7 @@ def load_model(path, compile: bool = False) -> MultiTaskModel:
     if class_name not in _SAVED_CLASSES:
         raise ModelFileError(
             f"{path} holds a {class_name or 'non-Keras'} model, not a keras_mtcl MultiTaskModel; pass a model.keras "
-            "written by apps/train.py or MultiTaskModel.save."
+            "written by mtcl-train or MultiTaskModel.save."
         )
     if class_name == "MultiTaskModel" and ("framework" in inner or "contrastive" in inner):
         return _convert_v01(path, inner)

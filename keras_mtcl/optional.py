@@ -13,7 +13,7 @@ through `require` or `import_optional`, so a missing package raises one
 | `torch` | torch | the PyTorch backend; reading `.pth` / `.pt` weight files |
 | `jax` | jax | the JAX backend |
 | `hub` | keras_hub | `get_backbone("keras_hub", ...)` |
-| `onnx` | tf2onnx, onnx, onnxruntime | `export_onnx`, `verify_onnx`, `apps/export.py --onnx` |
+| `onnx` | tf2onnx, onnx, onnxruntime | `export_onnx`, `verify_onnx`, `mtcl-export --onnx` |
 | `dev` | pytest, efficientnet_lite_pytorch, matplotlib | the tests; the plots of `tools/consistency.py` |
 
 Example:

@@ -360,10 +360,29 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
     return config.replace(**changes)
 
 
-# The preset a run starts from when only the dataset is chosen (`apps/train.py --set dataset=folder`).
+# The preset a run starts from when only the dataset is chosen (`mtcl-train --set dataset=folder`).
 DATASET_PRESETS = types.MappingProxyType(
     {"synthetic": "quickstart", "folder": "folder", "nyud": "nyud_hrnet18_baseline", "pascal": "pascal_hrnet18_contrastive"}
 )
+
+
+def field_defaults() -> str:
+    """One line per `RunConfig` field with its default, as `--set` takes it (for command-line help).
+
+    >>> field_defaults().splitlines()[0]
+    '  name=run'
+    """
+    lines = []
+    for field in dataclasses.fields(RunConfig):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        if isinstance(default, tuple):
+            text = ",".join(str(v) for v in default)
+        elif isinstance(default, Mapping):
+            text = json.dumps(dict(default))
+        else:
+            text = str(default).lower() if isinstance(default, bool) else str(default)
+        lines.append(f"  {field.name}={text}")
+    return "\n".join(lines)
 
 
 def list_presets() -> list[str]:

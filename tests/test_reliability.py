@@ -9,7 +9,7 @@ kill (10).
 """
 
 import csv
-import importlib.util
+import importlib
 import json
 import math
 from pathlib import Path
@@ -33,10 +33,7 @@ _one_backend = pytest.mark.skipif(
 
 
 def _app(name):
-    spec = importlib.util.spec_from_file_location(f"app_{name}", ROOT / "apps" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(f"keras_mtcl.cli.{name}")
 
 
 def _smoke(run_dir, **changes):

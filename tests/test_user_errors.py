@@ -9,7 +9,7 @@ never build a model.
 """
 
 import errno
-import importlib.util
+import importlib
 import json
 import os
 from pathlib import Path
@@ -30,14 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--preset", "smoke", "--set", "steps_per_epoch=1", "--set", "num_pictures=1", "--no-export"]
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-APPS = {name: _load(ROOT / "apps" / f"{name}.py", f"app_{name}") for name in ("train", "evaluate", "export", "predict")}
+APPS = {name: importlib.import_module(f"keras_mtcl.cli.{name}") for name in ("train", "evaluate", "export", "predict")}
 PREPARE = {"folder": folder.main, "nyud": nyud.main, "pascal": pascal.main}
 
 
@@ -140,7 +133,7 @@ def _on_torch(case: Case):
 
 def _nyud_unknown_task(case: Case):
     root = fixtures.make_nyud(case.tmp / "raw", "B")
-    return ["--manual_dir", str(root), "--data_dir", str(case.tmp / "tfds"), "--tasks", "semseg", "hieght"]
+    return ["--manual-dir", str(root), "--data-dir", str(case.tmp / "tfds"), "--tasks", "semseg", "hieght"]
 
 
 def _evaluate(case: Case, model: str, *options: str):
@@ -199,16 +192,16 @@ CASES = [
     ("keras_hub_offline", "train", _hub_offline, ["resnet_18_imagenet", "cannot be reached", "local preset folder"], "all"),
     # The prepare commands.
     ("prepare_folder_without_manifest", "prepare:folder",
-     lambda c: ["--root", str(c.tmp / "nope"), "--data_dir", str(c.tmp / "tfds")], ["nope", "manifest.json"], "nothing"),
+     lambda c: ["--manual-dir", str(c.tmp / "nope"), "--data-dir", str(c.tmp / "tfds")], ["nope", "manifest.json"], "nothing"),
     ("prepare_folder_bad_label", "prepare:folder",
-     lambda c: ["--root", str(c.rooms(_out_of_range_class)), "--data_dir", str(c.tmp / "tfds")],
+     lambda c: ["--manual-dir", str(c.rooms(_out_of_range_class)), "--data-dir", str(c.tmp / "tfds")],
      ["semseg/room_1.png", "outside 0..4"], "nothing"),
     ("prepare_nyud_missing_folder", "prepare:nyud",
-     lambda c: ["--manual_dir", str(c.tmp / "nope"), "--data_dir", str(c.tmp / "tfds")], ["NYUD-v2 folder", "nope"],
+     lambda c: ["--manual-dir", str(c.tmp / "nope"), "--data-dir", str(c.tmp / "tfds")], ["NYUD-v2 folder", "nope"],
      "nothing"),
     ("prepare_nyud_unknown_task", "prepare:nyud", _nyud_unknown_task, ["`tasks`", "hieght"], "nothing"),
     ("prepare_pascal_missing_folder", "prepare:pascal",
-     lambda c: ["--manual_dir", str(c.tmp / "nope"), "--data_dir", str(c.tmp / "tfds")],
+     lambda c: ["--manual-dir", str(c.tmp / "nope"), "--data-dir", str(c.tmp / "tfds")],
      ["PASCAL-Context folder", "nope"], "nothing"),
     # Models and options of evaluate, export and predict.
     ("evaluate_not_a_multitask_model", "evaluate", lambda c: _evaluate(c, "sequential"),

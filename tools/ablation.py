@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SYNTHETIC_TASKS = ("semseg", "depth", "normals", "edge", "saliency", "human_parts")
 

@@ -24,7 +24,7 @@ images. `--graph-size` measures the size of the differentiated step
 instead, for the first 2, 4, ... of the tasks: on TensorFlow the nodes of
 its graph (function library included), its functions and the CPU-seconds
 of tracing it; on JAX the size of its StableHLO text. Set
-`KERAS_MTCL_ROOT=DIR` to measure another checkout's `keras_mtcl` (e.g. the
+`PYTHONPATH=DIR` to measure another checkout's `keras_mtcl` (e.g. the
 previous version) with the same script.
 """
 
@@ -33,13 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if os.environ.get("KERAS_MTCL_ROOT"):  # another checkout's keras_mtcl
-    sys.path.insert(0, os.environ["KERAS_MTCL_ROOT"])
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -47,9 +47,8 @@ from typing import Any, Mapping, Sequence
 
 os.environ["KERAS_BACKEND"] = "tensorflow"  # SavedModel export runs on TensorFlow
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 MODEL_NAMES = ("baseline", "regularized")
 # Facts that must be equal for the two models; a difference is a failure.

@@ -20,13 +20,11 @@ import argparse
 import json
 import multiprocessing
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from keras_mtcl.data import synthetic  # noqa: E402
+from keras_mtcl.data import synthetic
 
 
 def _render(args):

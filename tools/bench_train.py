@@ -67,9 +67,6 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-if os.environ.get("KERAS_MTCL_ROOT"):  # --compare-root: another checkout's keras_mtcl
-    sys.path.insert(0, os.environ["KERAS_MTCL_ROOT"])
 
 
 def _peak_memory_mb() -> float:
@@ -363,7 +360,8 @@ def run_first_step(args, argv) -> dict:
         for config, label, root in order:
             env = dict(os.environ)
             if root:
-                env["KERAS_MTCL_ROOT"] = str(Path(root).resolve())
+                # Another checkout's keras_mtcl: PYTHONPATH comes before the installed package.
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(root).resolve()), env.get("PYTHONPATH")]))
             command = [sys.executable, str(Path(__file__).resolve()), "--first-step-child", "--configs", config] + child_argv
             done = subprocess.run(command, env=env, capture_output=True, text=True)
             if done.returncode != 0:

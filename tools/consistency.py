@@ -60,9 +60,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 SPACES = ("features", "projected")
 MODES = ("inference", "training")

@@ -24,7 +24,7 @@ Writes two files to `--out`:
     {variant}_io.npz: "input" (B, H, W, 3) float32 and "branch0".."branch3" (B, H/s, W/s, C) float32,
         channels last, plus "meta", a JSON string (variant, seed, versions).
 
-`tools/convert_timm_hrnet.py --reference {variant}_io.npz` checks a Keras model against the second file.
+`mtcl-convert-hrnet --reference {variant}_io.npz` checks a Keras model against the second file.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from pathlib import Path
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def inference_flops(model, height: int, width: int) -> int:

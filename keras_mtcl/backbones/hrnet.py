@@ -234,7 +234,7 @@ def hrnet(
             names, as a mapping or a `.npz` / `.pth` / `.pt` file (a full
             timm classification checkpoint works: its head is ignored); or
             a Keras `.weights.h5` file of this same architecture. See
-            `load_weights`; `tools/convert_timm_hrnet.py` converts other
+            `load_weights`; `mtcl-convert-hrnet` converts other
             formats (.safetensors). No HRNet weights install offline.
         name: model name.
 
@@ -324,13 +324,13 @@ def _check_weights(weights) -> None:
     if not looks_like_path and not path.is_file():
         raise WeightsNotFoundError(
             "No HRNet weights install offline. Download a timm checkpoint (e.g. `timm/hrnet_w18.ms_aug_in1k` "
-            "from the Hugging Face Hub, MIT licence), convert it with tools/convert_timm_hrnet.py and pass the "
+            "from the Hugging Face Hub, MIT licence), convert it with mtcl-convert-hrnet and pass the "
             f"file's path. Received: weights={str(weights)!r}"
         )
     if not path.is_file():
         raise WeightsNotFoundError(
             "`weights` must be None, a state dict, or the path of an existing HRNet weights file (.npz, .pth, "
-            f".pt or .weights.h5; tools/convert_timm_hrnet.py writes them). Received: weights={str(weights)!r}"
+            f".pt or .weights.h5; mtcl-convert-hrnet writes them). Received: weights={str(weights)!r}"
         )
 
 

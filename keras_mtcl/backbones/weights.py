@@ -270,7 +270,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def _read_torch_state_dict(path: pathlib.Path) -> dict[str, np.ndarray]:
-    # Without torch, a .pth converted once elsewhere to .npz (tools/convert_efficientnet_lite.py) reads anywhere.
+    # Without torch, a .pth converted once elsewhere to .npz (mtcl-convert-efficientnet-lite) reads anywhere.
     torch = optional.import_optional("torch", "torch", f"Reading the PyTorch file {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -72,7 +72,7 @@ builder = folder.prepare("/data/my_rooms", data_dir="/data/tfds")
 train = folder.load_split(builder, "train")
 specs = folder.task_specs(folder.read_manifest("/data/my_rooms"))
 ```
-or `python -m keras_mtcl.data.folder --root /data/my_rooms --data_dir /data/tfds`.
+or `mtcl-prepare folder --manual-dir /data/my_rooms --data-dir /data/tfds`.
 """
 
 from __future__ import annotations
@@ -597,8 +597,8 @@ def load_split(builder: MultiTaskFolder, split: str, shuffle_files: bool = False
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: prepare a custom folder."""
     parser = argparse.ArgumentParser(description="Prepare a custom multi-task folder (tfds) from its manifest.")
-    parser.add_argument("--root", required=True, help="Dataset root holding manifest.json.")
-    parser.add_argument("--data_dir", required=True, help="Where the prepared dataset is written.")
+    parser.add_argument("--manual-dir", "--root", dest="root", required=True, help="Dataset root holding manifest.json.")
+    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="Where the prepared dataset is written.")
     parser.add_argument("--overwrite", action="store_true", help="Rebuild an already prepared version.")
     args = parser.parse_args(argv)
     builder = prepare(args.root, args.data_dir, args.overwrite)

@@ -42,7 +42,7 @@ builder = nyud.prepare("/data/NYUD_MT", data_dir="/data/tfds")
 val = nyud.load_split(builder, "val")   # {"image", "id", "semseg", "depth", "normals", "edge"}
 ```
 or from a shell:
-`python -m keras_mtcl.data.nyud --manual_dir /data/NYUD_MT --data_dir /data/tfds`.
+`mtcl-prepare nyud --manual-dir /data/NYUD_MT --data-dir /data/tfds`.
 """
 
 from __future__ import annotations
@@ -448,8 +448,8 @@ def load_split(builder: NyudMultiTask, split: str, shuffle_files: bool = False):
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: prepare NYUD-v2 from a manual download."""
     parser = argparse.ArgumentParser(description="Prepare NYUD-v2 multi-task (tfds) from a downloaded release.")
-    parser.add_argument("--manual_dir", required=True, help="NYUD_MT/ or NYUDv2/ folder (or its parent).")
-    parser.add_argument("--data_dir", required=True, help="Where the prepared dataset is written.")
+    parser.add_argument("--manual-dir", "--manual_dir", dest="manual_dir", required=True, help="NYUD_MT/ or NYUDv2/ folder (or its parent).")
+    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="Where the prepared dataset is written.")
     parser.add_argument("--tasks", nargs="*", default=None, help="Tasks to include (default: all present).")
     parser.add_argument("--overwrite", action="store_true", help="Rebuild an already prepared config.")
     args = parser.parse_args(argv)

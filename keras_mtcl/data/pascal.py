@@ -45,7 +45,7 @@ from keras_mtcl.data import pascal
 builder = pascal.prepare("/data/PASCAL_MT", data_dir="/data/tfds")
 val = pascal.load_split(builder, "val")
 ```
-or `python -m keras_mtcl.data.pascal --manual_dir /data/PASCAL_MT --data_dir /data/tfds`.
+or `mtcl-prepare pascal --manual-dir /data/PASCAL_MT --data-dir /data/tfds`.
 """
 
 from __future__ import annotations
@@ -627,10 +627,10 @@ def load_split(builder: PascalContextMultiTask, split: str, shuffle_files: bool 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: prepare PASCAL-Context from a manual download."""
     parser = argparse.ArgumentParser(description="Prepare PASCAL-Context multi-task (tfds) from a downloaded release.")
-    parser.add_argument("--manual_dir", required=True, help="PASCAL_MT/ or PASCALContext/ folder (or its parent).")
-    parser.add_argument("--data_dir", required=True, help="Where the prepared dataset is written.")
+    parser.add_argument("--manual-dir", "--manual_dir", dest="manual_dir", required=True, help="PASCAL_MT/ or PASCALContext/ folder (or its parent).")
+    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="Where the prepared dataset is written.")
     parser.add_argument("--tasks", nargs="*", default=None, help="Tasks to include (default: all present).")
-    parser.add_argument("--cache_dir", default=None, help="Person index cache (default: <data_dir>/keras_mtcl_cache).")
+    parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", default=None, help="Person index cache (default: <data_dir>/keras_mtcl_cache).")
     parser.add_argument("--overwrite", action="store_true", help="Rebuild an already prepared config.")
     args = parser.parse_args(argv)
     builder = prepare(args.manual_dir, args.data_dir, args.tasks, args.cache_dir, args.overwrite)

