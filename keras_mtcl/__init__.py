@@ -21,7 +21,7 @@ True
 
 import importlib as _importlib
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # Public submodules, each imported on first access (`keras_mtcl.<name>`).
 _SUBMODULES = (

@@ -77,6 +77,11 @@ def main(argv=None) -> int:
     if args.dataset != "synthetic" and not args.manual_dir:
         raise ConfigError(f"dataset {args.dataset!r} is read from its downloaded folder: pass --manual-dir PATH.")
     output.parent.mkdir(parents=True, exist_ok=True)  # an unwritable report folder fails now, not after evaluating
+    if args.dataset != "synthetic":
+        from keras_mtcl.data.sources import DEFAULT_DATA_DIR
+
+        where = args.data_dir or f"{DEFAULT_DATA_DIR} (the default; --data-dir chooses another)"
+        print(f"Reading {args.dataset} from {args.manual_dir}, prepared (on first use) in {where} ...", flush=True)
     try:
         examples, data_specs = open_split(
             args.dataset, args.split, manual_dir=args.manual_dir, data_dir=args.data_dir,
