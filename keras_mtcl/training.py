@@ -50,38 +50,23 @@ def _check_keywords(field: str, function, options, exclude: tuple[str, ...] = ()
         raise ConfigError(f"`{field}` has unknown keys {unknown}; it takes {sorted(named)}. Received: {field}={dict(options)}")
 
 
-def _dataset_tasks(config: RunConfig) -> list[str] | None:
-    """The task names the dataset of `config` carries (None: only known once the dataset is prepared)."""
+def _dataset_layout(config: RunConfig) -> tuple[list[str] | None, list[str] | None]:
+    """(task names, split names) of the dataset of `config`; (None, None): a folder dataset without `manual_dir`."""
     if config.dataset == "synthetic":
-        from keras_mtcl.data.synthetic import SYNTHETIC_TASKS
+        from keras_mtcl.data.synthetic import SPLIT_SEED_OFFSETS, SYNTHETIC_TASKS
 
-        return list(SYNTHETIC_TASKS)
+        return list(SYNTHETIC_TASKS), list(SPLIT_SEED_OFFSETS)
     if config.dataset == "folder":
         if not config.manual_dir:
-            return None
+            return None, None
         from keras_mtcl.data import folder
 
-        return list(folder.read_manifest(config.manual_dir).tasks)
+        manifest = folder.read_manifest(config.manual_dir)  # read once for both
+        return list(manifest.tasks), list(folder.read_splits(config.manual_dir, manifest))
+    from keras_mtcl.data import nyud, pascal
     from keras_mtcl.tasks import TASK_SETS
 
-    return list(TASK_SETS[config.dataset]["tasks"])
-
-
-def _dataset_splits(config: RunConfig) -> list[str] | None:
-    """The split names of the dataset of `config` (None: a folder dataset without `manual_dir`)."""
-    if config.dataset == "synthetic":
-        from keras_mtcl.data.synthetic import SPLIT_SEED_OFFSETS
-
-        return list(SPLIT_SEED_OFFSETS)
-    if config.dataset == "folder":
-        if not config.manual_dir:
-            return None
-        from keras_mtcl.data import folder
-
-        return list(folder.read_splits(config.manual_dir, folder.read_manifest(config.manual_dir)))
-    from keras_mtcl.data import nyud, pascal
-
-    return list({"nyud": nyud.SPLITS, "pascal": pascal.SPLITS}[config.dataset])
+    return list(TASK_SETS[config.dataset]["tasks"]), list({"nyud": nyud.SPLITS, "pascal": pascal.SPLITS}[config.dataset])
 
 
 def check_config(config: RunConfig) -> None:
@@ -106,14 +91,13 @@ def check_config(config: RunConfig) -> None:
         raise ConfigError(f"`framework` must be one of {decoders.list_decoders()}. Received: framework={config.framework!r}")
     _check_keywords("decoder_options", decoders.decoder_class(config.framework).__init__, config.decoder_options,
                     exclude=("self", "tasks"), extra=_LAYER_KEYWORDS)
-    splits = _dataset_splits(config)
+    available, splits = _dataset_layout(config)
     if splits is not None and config.eval_split not in splits:
         source = f" (the `splits` of {Path(config.manual_dir) / 'manifest.json'})" if config.dataset == "folder" else ""
         raise ConfigError(
             f"`eval_split` must be a split of the {config.dataset!r} dataset, which has {splits}{source}. "
             f"Received: eval_split={config.eval_split!r}"
         )
-    available = _dataset_tasks(config)
     unknown = [t for t in config.tasks if available is not None and t not in available]
     if unknown or len(set(config.tasks)) != len(config.tasks):
         raise ConfigError(
@@ -625,8 +609,9 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, eval
     pictures = write_pictures(model, val_batches, specs, run_dir / "pictures", config.num_pictures)
     if metrics is not None:
         print(format_table({k: v for k, v in metrics.items() if not isinstance(v, list)}))
+    scored = f"metrics {run_dir / 'metrics.json'}, " if metrics is not None else ""
     print(f"Wrote: model {model_path}, checkpoints {run_dir / 'checkpoints'}, logs {run_dir / 'logs'}, "
-          f"history {run_dir / 'history.csv'}, metrics {run_dir / 'metrics.json'}, pictures {run_dir / 'pictures'}")
+          f"history {run_dir / 'history.csv'}, {scored}pictures {run_dir / 'pictures'}")
     return {"run_dir": str(run_dir), "model": str(model_path), "metrics": metrics, "pictures": pictures}
 
 

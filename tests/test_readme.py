@@ -124,6 +124,8 @@ def test_folder_train_command_trains_on_a_folder_dataset(monkeypatch, tmp_path, 
     assert app.main(argv + ["--no-eval"]) == 0
     out = capsys.readouterr().out
     assert "Starting from the 'folder' preset" in out and "Training crop 32x40" in out  # the size of the data
+    (wrote,) = [line for line in out.splitlines() if line.startswith("Wrote:")]
+    assert "metrics" not in wrote  # nothing was scored
     config = json.loads((run / "config.json").read_text())
     recipe = presets.PRESETS["folder"]
     assert (config["learning_rate"], config["epochs"], config["contrastive"]) == (recipe["learning_rate"], 1, False)
