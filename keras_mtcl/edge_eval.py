@@ -53,9 +53,9 @@ Dollar's edge toolbox. This module follows the same steps, on numpy arrays:
    (`correspond_pixels` computes this assignment exactly, with scipy's
    LAPJVsp on the sparse graph of candidate pairs plus one "unmatched" option
    per pixel). The counts need only its size, the maximum matching size,
-   which `image_counts` computes exactly with breadth-first augmenting-path
-   searches (Hopcroft-Karp phases, each from the smaller free side),
-   repairing the maximum matching of the previous threshold. Never a greedy
+   which `image_counts` computes exactly with depth-first augmenting-path
+   searches (compiled by numba), repairing the maximum matching of the
+   previous threshold from the pixels that left or joined it. Never a greedy
    or nearest-neighbour shortcut: those undercount. (scipy's
    `maximum_bipartite_matching` cannot start from a matching, and on these
    graphs it took about 27 s of CPU for one threshold, 0.1, of a 480 x 640
@@ -123,11 +123,11 @@ import time
 import types
 from typing import Iterable, Sequence
 
+import numba
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-from scipy.spatial import cKDTree
 
 from keras_mtcl.tasks import IGNORE_INDEX
 
@@ -304,20 +304,38 @@ def edge_orientation(edges: np.ndarray, smoothing: int = ORIENTATION_SMOOTHING) 
     return np.mod(angle, np.float32(np.pi)).astype(np.float32)
 
 
-def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """image[y, x] by bilinear interpolation, coordinates clamped inside the image."""
-    h, w = image.shape
-    x = np.clip(x, np.float32(0), np.float32(w - 1.001))
-    y = np.clip(y, np.float32(0), np.float32(h - 1.001))
-    x0 = x.astype(np.int64)
-    y0 = y.astype(np.int64)
-    dx, dy = x - x0.astype(np.float32), y - y0.astype(np.float32)
-    return (
-        image[y0, x0] * (1 - dx) * (1 - dy)
-        + image[y0, x0 + 1] * dx * (1 - dy)
-        + image[y0 + 1, x0] * (1 - dx) * dy
-        + image[y0 + 1, x0 + 1] * dx * dy
-    )
+@numba.njit(cache=True, nogil=True)
+def _suppressed(edges, flat, cos, sin, radius: int, multiplier):
+    """(N,) bool: pixel `flat[n]`'s value x `multiplier` is below the map's bilinear value at some
+    distance 1..radius along (cos, sin)[n], on either side; coordinates clamped inside the map.
+
+    All arithmetic is float32, in the order SEISM's `edgesNmsMex` interpolates.
+    """
+    h, w = edges.shape
+    one = np.float32(1)
+    x_max = np.float32(w - 1.001)
+    y_max = np.float32(h - 1.001)
+    result = np.zeros(len(flat), np.bool_)
+    for n in range(len(flat)):
+        row, col = divmod(flat[n], w)
+        value = edges[row, col] * multiplier
+        for d in range(-radius, radius + 1):
+            if d == 0:
+                continue
+            x = min(max(np.float32(col) + np.float32(d) * cos[n], np.float32(0)), x_max)
+            y = min(max(np.float32(row) + np.float32(d) * sin[n], np.float32(0)), y_max)
+            x0, y0 = int(x), int(y)
+            dx, dy = x - np.float32(x0), y - np.float32(y0)
+            neighbour = (
+                edges[y0, x0] * (one - dx) * (one - dy)
+                + edges[y0, x0 + 1] * dx * (one - dy)
+                + edges[y0 + 1, x0] * (one - dx) * dy
+                + edges[y0 + 1, x0 + 1] * dx * dy
+            )
+            if value < neighbour:
+                result[n] = True
+                break
+    return result
 
 
 def edge_nms(
@@ -362,17 +380,9 @@ def _edge_nms(edges, orientation, radius, border, multiplier, floor):
     result = edges.copy()
     flat = np.flatnonzero(edges if floor is None else edges > floor)
     if flat.size:
-        rows, cols = np.divmod(flat, w)
-        value = edges.reshape(-1)[flat] * np.float32(multiplier)
         # A flat neighbourhood can give 0/0: compare along the rows there.
         angle = np.nan_to_num(np.asarray(orientation, np.float32).reshape(-1)[flat], nan=0.0)
-        cos, sin = np.cos(angle), np.sin(angle)
-        x, y = cols.astype(np.float32), rows.astype(np.float32)
-        suppressed = np.zeros(flat.size, bool)
-        for d in range(-radius, radius + 1):
-            if d:
-                neighbour = _bilinear(edges, x + np.float32(d) * cos, y + np.float32(d) * sin)
-                suppressed |= value < neighbour
+        suppressed = _suppressed(edges, flat, np.cos(angle), np.sin(angle), int(radius), np.float32(multiplier))
         result.reshape(-1)[flat[suppressed]] = 0
     s = min(border, w // 2, h // 2)
     if s > 0:
@@ -420,22 +430,23 @@ def _neighbour_table(flat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
     `flat` holds C-order flat indices (row * W + col) of N pixels of an (H, W) image.
     """
-    h, w = shape
+    return _neighbour_table_kernel(np.asarray(flat, np.int64), int(shape[0]), int(shape[1]), np.array(_NEIGHBOURS))
+
+
+@numba.njit(cache=True, nogil=True)
+def _neighbour_table_kernel(flat, h: int, w: int, offsets):
     n = len(flat)
-    index = np.full(h * w, n, np.intp)
-    index[flat] = np.arange(n)
-    rows, cols = np.divmod(flat, w)
-    table = np.full((n, 8), n, np.intp)
-    for k, (dr, dc) in enumerate(_NEIGHBOURS):
-        r, c = rows + dr, cols + dc
-        inside = np.flatnonzero((r >= 0) & (r < h) & (c >= 0) & (c < w))
-        table[inside, k] = index[r[inside] * w + c[inside]]
+    index = np.full(h * w, n, np.int64)
+    for i in range(n):
+        index[flat[i]] = i
+    table = np.full((n, 8), n, np.int64)
+    for i in range(n):
+        row, col = divmod(flat[i], w)
+        for k in range(8):
+            r, c = row + offsets[k, 0], col + offsets[k, 1]
+            if 0 <= r < h and 0 <= c < w:
+                table[i, k] = index[r * w + c]
     return table
-
-
-# Bit of x_k in the code of the neighbour in direction k (that neighbour sees this pixel in direction k + 4).
-_OPPOSITE_BIT = np.array([1 << ((k + 4) % 8) for k in range(8)], np.uint8)
-_CLEAR_OPPOSITE_BIT = ~_OPPOSITE_BIT
 
 
 def _neighbour_codes(on: np.ndarray, table: np.ndarray) -> np.ndarray:
@@ -445,37 +456,51 @@ def _neighbour_codes(on: np.ndarray, table: np.ndarray) -> np.ndarray:
     return codes
 
 
-def _switch_on(nodes: np.ndarray, on: np.ndarray, codes: np.ndarray, table: np.ndarray) -> None:
-    """Turns `nodes` on and updates their neighbours' codes, in place."""
-    on[nodes] = True
-    neighbours = table[nodes]
-    for k in range(8):
-        # One pixel per direction: the k-th neighbours of distinct pixels are distinct (or the slot N).
-        codes[neighbours[:, k]] |= _OPPOSITE_BIT[k]
+@numba.njit(cache=True, nogil=True)
+def _switch_on(start: int, stop: int, on, codes, table) -> None:
+    """Turns nodes start..stop-1 on and updates their neighbours' codes, in place."""
+    for node in range(start, stop):
+        on[node] = True
+        for k in range(8):
+            codes[table[node, k]] |= np.uint8(1 << ((k + 4) % 8))  # this node is x_{k+5} of that neighbour
 
 
-def _thin_nodes(on: np.ndarray, codes: np.ndarray, table: np.ndarray, limit: int | None = None) -> None:
-    """Thins, in place, the pixels of a `_neighbour_table` that are on.
+@numba.njit(cache=True, nogil=True)
+def _thin_nodes(on, codes, table, limit: int) -> None:
+    """Thins, in place, the first `limit` pixels of a `_neighbour_table` that are on.
 
     `on` holds N + 1 flags (the last, for "outside", False) and `codes` their
     8-neighbour codes (`_neighbour_codes`), kept up to date as pixels are
-    deleted; pixels from `limit` on are known to be off. Repeats the two
-    parallel subiterations until nothing changes.
+    deleted; pixels from `limit` on are off. Repeats the two parallel
+    subiterations until nothing changes: each deletes, at once, the pixels
+    its table marks, judged on the codes from before any deletion.
     """
-    alive = np.flatnonzero(on[: len(table) if limit is None else limit])
-    while True:
+    alive = np.flatnonzero(on[:limit])
+    deleted = np.empty(len(alive), np.int64)
+    alive_count = len(alive)
+    changed = True
+    while changed:
         changed = False
         for deletable in (_THIN_FIRST, _THIN_SECOND):
-            deleted = alive[deletable[codes[alive]]]
-            if len(deleted):
-                changed = True
-                on[deleted] = False
-                neighbours = table[deleted]
+            count = 0
+            for i in range(alive_count):
+                if deletable[codes[alive[i]]]:
+                    deleted[count] = alive[i]
+                    count += 1
+            if count == 0:
+                continue
+            changed = True
+            for i in range(count):
+                node = deleted[i]
+                on[node] = False
                 for k in range(8):
-                    codes[neighbours[:, k]] &= _CLEAR_OPPOSITE_BIT[k]
-                alive = alive[on[alive]]
-        if not changed:
-            return
+                    codes[table[node, k]] &= np.uint8(255 - (1 << ((k + 4) % 8)))
+            kept = 0
+            for i in range(alive_count):
+                if on[alive[i]]:
+                    alive[kept] = alive[i]
+                    kept += 1
+            alive_count = kept
 
 
 def thin(binary: np.ndarray) -> np.ndarray:
@@ -498,7 +523,7 @@ def thin(binary: np.ndarray) -> np.ndarray:
     on = np.ones(len(flat) + 1, bool)
     on[-1] = False
     table = _neighbour_table(flat, binary.shape)
-    _thin_nodes(on, _neighbour_codes(on, table), table)
+    _thin_nodes(on, _neighbour_codes(on, table), table, len(flat))
     result = np.zeros(binary.size, bool)
     result[flat[on[:-1]]] = True
     return result.reshape(binary.shape)
@@ -510,13 +535,37 @@ def thin(binary: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------
 
 
-def _candidate_pairs(predicted: np.ndarray, truth: np.ndarray, radius: float, truth_tree=None):
-    """(i, j, distance) of every predicted/truth point pair (N, 2) no farther than `radius`."""
-    if not len(predicted) or not len(truth):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    truth_tree = cKDTree(truth) if truth_tree is None else truth_tree
-    pairs = cKDTree(predicted).sparse_distance_matrix(truth_tree, radius, output_type="ndarray")
-    return pairs["i"].astype(np.int64), pairs["j"].astype(np.int64), pairs["v"]
+@numba.njit(cache=True, nogil=True)
+def _pairs_within(predicted, truth, h: int, w: int, radius: float):
+    """(i, j, distance) of every pair of pixels predicted[i], truth[j] no farther apart than `radius`.
+
+    `predicted` and `truth` hold C-order flat indices (row * W + col) of
+    pixels of an (H, W) image; pairs come grouped by j.
+    """
+    index = np.full(h * w, -1, np.int64)
+    for i in range(len(predicted)):
+        index[predicted[i]] = i
+    reach = int(radius)
+    limit = radius * radius
+    count = 0
+    for fill in range(2):  # count, then fill
+        if fill:
+            pair_i = np.empty(count, np.int64)
+            pair_j = np.empty(count, np.int64)
+            distance = np.empty(count, np.float64)
+            count = 0
+        for j in range(len(truth)):
+            row, col = divmod(truth[j], w)
+            for dr in range(max(-reach, -row), min(reach, h - 1 - row) + 1):
+                for dc in range(max(-reach, -col), min(reach, w - 1 - col) + 1):
+                    i = index[(row + dr) * w + col + dc]
+                    if i >= 0 and dr * dr + dc * dc <= limit:
+                        if fill:
+                            pair_i[count] = i
+                            pair_j[count] = j
+                            distance[count] = math.sqrt(dr * dr + dc * dc)
+                        count += 1
+    return pair_i, pair_j, distance
 
 
 def _min_cost_matching(i: np.ndarray, j: np.ndarray, distance: np.ndarray, radius: float):
@@ -584,9 +633,7 @@ def correspond_pixels(
     h, w = predicted.shape
     radius = max_dist * math.hypot(h, w)
     p_flat, t_flat = np.flatnonzero(predicted), np.flatnonzero(ground_truth)
-    p_xy = np.stack(np.unravel_index(p_flat, (h, w)), axis=1).astype(np.float64)
-    t_xy = np.stack(np.unravel_index(t_flat, (h, w)), axis=1).astype(np.float64)
-    i, j = _min_cost_matching(*_candidate_pairs(p_xy, t_xy, radius), radius)
+    i, j = _min_cost_matching(*_pairs_within(p_flat, t_flat, h, w, radius), radius)
     match_predicted = np.full(h * w, -1, np.int64)
     match_truth = np.full(h * w, -1, np.int64)
     match_predicted[p_flat[i]] = t_flat[j]
@@ -594,116 +641,156 @@ def correspond_pixels(
     return match_predicted.reshape(h, w), match_truth.reshape(h, w)
 
 
-class _BipartiteGraph:
-    """Candidate pairs as adjacency lists both ways (CSR), predicted nodes 0..P-1, truth 0..T-1."""
-
-    def __init__(self, i: np.ndarray, j: np.ndarray, num_predicted: int, num_truth: int):
-        by_predicted = np.argsort(i, kind="stable")
-        self.p_ptr = np.concatenate([[0], np.cumsum(np.bincount(i, minlength=num_predicted))])
-        self.p_adj = j[by_predicted]
-        by_truth = np.argsort(j, kind="stable")
-        self.t_ptr = np.concatenate([[0], np.cumsum(np.bincount(j, minlength=num_truth))])
-        self.t_adj = i[by_truth]
-        # Search workspaces, all -1 between searches: parents of predicted and of truth nodes.
-        self.p_parent = np.full(num_predicted, -1, np.int64)
-        self.t_parent = np.full(num_truth, -1, np.int64)
-        self.p_root = np.zeros(num_predicted, np.int64)
-        self.t_root = np.zeros(num_truth, np.int64)
-
-    @staticmethod
-    def neighbours(ptr, adj, nodes):
-        """(source node, neighbour) for every edge of `nodes`."""
-        degree = ptr[nodes + 1] - ptr[nodes]
-        total = int(degree.sum())
-        if not total:
-            return nodes[:0], nodes[:0]
-        starts = np.repeat(ptr[nodes] - np.cumsum(degree) + degree, degree)
-        return np.repeat(nodes, degree), adj[starts + np.arange(total)]
+@numba.njit(cache=True, nogil=True)
+def _adjacency(i, j, num_nodes: int):
+    """CSR lists (ptr (num_nodes + 1,), adj) of the j's of each i over pairs (i, j), by counting sort."""
+    ptr = np.zeros(num_nodes + 1, np.int64)
+    for node in i:
+        ptr[node + 1] += 1
+    ptr = np.cumsum(ptr)
+    fill = ptr[:-1].copy()
+    adj = np.empty(len(i), np.int64)
+    for e in range(len(i)):
+        adj[fill[i[e]]] = j[e]
+        fill[i[e]] += 1
+    return ptr, adj
 
 
-def _phase(graph: _BipartiteGraph, b_ok, mate_p: np.ndarray, mate_t: np.ndarray, sources: np.ndarray, side: str):
-    """One Hopcroft-Karp phase from the free `sources` of one side; True if it augmented.
+@numba.njit(cache=True, nogil=True)
+def _augment(source, ptr, adj, mate_a, mate_b, usable, seen, stamp, stack, via, edge):
+    """Depth-first search for an augmenting path from the free node `source` of side A; augments it.
 
-    A breadth-first search over alternating paths from every source (visiting
-    only other-side nodes flagged in `b_ok`, if given) stops at the first
-    level that reaches free nodes of the other side. The search is a forest
-    (each node has one parent), so paths to different roots are vertex-
-    disjoint: one shortest path per root that reached a free node is
-    augmented, all at once, in place.
+    Side B's node b is entered once per stamp (`seen[b] == stamp`); it ends
+    the path when free, else the search goes on from its partner. With
+    `usable` given (length of B), only B nodes flagged there are entered.
+    Returns True when a path was found (the matching grew by one).
     """
-    if side == "truth":
-        a_ptr, a_adj, mate_a, mate_b = graph.t_ptr, graph.t_adj, mate_t, mate_p
-        parent, root = graph.p_parent, graph.t_root
-    else:
-        a_ptr, a_adj, mate_a, mate_b = graph.p_ptr, graph.p_adj, mate_p, mate_t
-        parent, root = graph.t_parent, graph.p_root
-    root[sources] = sources
-    frontier = sources
-    targets = frontier[:0]
-    reached = []
-    while len(frontier):
-        a, b = _BipartiteGraph.neighbours(a_ptr, a_adj, frontier)
-        keep = parent[b] < 0 if b_ok is None else (parent[b] < 0) & b_ok[b]
-        a, b = a[keep], b[keep]
-        # One parent per newly reached node: the assignment keeps one of the duplicates.
-        parent[b] = a
-        b = b[parent[b] == a]
-        reached.append(b)
-        targets = b[mate_b[b] < 0]
-        if len(targets):
-            break
-        frontier = mate_b[b]
-        root[frontier] = root[parent[b]]
-    augmented = bool(len(targets))
-    if augmented:
-        _, first = np.unique(root[parent[targets]], return_index=True)
-        b = targets[first]
-        while len(b):  # all paths have the length of the level reached
-            a = parent[b]
-            following = mate_a[a]
-            mate_a[a] = b
-            mate_b[b] = a
-            b = following[following >= 0]
-    for b in reached:
-        parent[b] = -1
-    return augmented
+    depth = 0
+    stack[0] = source
+    edge[0] = ptr[source]
+    while depth >= 0:
+        a = stack[depth]
+        if edge[depth] == ptr[a + 1]:
+            depth -= 1
+            continue
+        b = adj[edge[depth]]
+        edge[depth] += 1
+        if seen[b] == stamp or (len(usable) and not usable[b]):
+            continue
+        seen[b] = stamp
+        via[depth] = b
+        if mate_b[b] < 0:
+            for d in range(depth + 1):
+                mate_a[stack[d]] = via[d]
+                mate_b[via[d]] = stack[d]
+            return True
+        depth += 1
+        stack[depth] = mate_b[b]
+        edge[depth] = ptr[stack[depth]]
+    return False
 
 
-def _augment_freed(graph: _BipartiteGraph, usable: np.ndarray, mate_p, mate_t, freed: np.ndarray):
-    """Stage 1: phases from freed label pixels, through the predicted pixels flagged in `usable`.
+@numba.njit(cache=True, nogil=True)
+def _augment_all(sources, ptr, adj, mate_a, mate_b, usable, seen, stamp, stack, via, edge):
+    """One search from each free source; returns the next stamp.
 
-    Stops when a phase augments nothing: then no freed pixel has an
-    augmenting path, and augmenting along other paths later cannot give it one.
+    A search that fails leaves its nodes marked: while the matching stays
+    the same they lead to no free node. A success changes the matching, so
+    the marks are dropped (a new stamp). One pass is enough: a source with
+    no augmenting path gets none from augmenting along other paths.
     """
-    sources = freed[graph.t_ptr[freed + 1] > graph.t_ptr[freed]]
-    while True:
-        sources = sources[mate_t[sources] < 0]
-        if not len(sources) or not _phase(graph, usable, mate_p, mate_t, sources, "truth"):
-            return
+    for source in sources:
+        if mate_a[source] < 0 and _augment(source, ptr, adj, mate_a, mate_b, usable, seen, stamp, stack, via, edge):
+            stamp += 1
+    return stamp + 1
 
 
-def _augment_new(graph: _BipartiteGraph, present: np.ndarray, mate_p, mate_t, new: np.ndarray):
-    """Stage 2: phases between the new predicted pixels and the free label pixels.
+@numba.njit(cache=True, nogil=True)
+def _threshold_counts(passing, table, countable, node_of, p_ptr, p_adj, t_ptr, t_adj):
+    """(T, 2) int64: matched pixels and predicted pixels at each threshold, from the highest down.
 
-    Every augmenting path joins a new predicted pixel to a free label pixel
-    (one between old pixels would have augmented the previous maximum
-    matching), so a phase may search from either end: each runs from the
-    smaller of the two free sets, then predicted pixels that are not new
-    cannot end a path found from the label side.
+    `passing[k]`: how many domain pixels (in decreasing value order) pass
+    threshold k; `table`: their `_neighbour_table`; `countable`: not
+    ignored; `node_of`: the domain pixels that have a label pixel within
+    the tolerance (matching candidates), increasing; `p_ptr`/`p_adj` and
+    `t_ptr`/`t_adj`: the candidate pairs as adjacency lists both ways.
+
+    Each threshold's maximum matching is repaired from the previous one's.
+    Two stages keep it maximum: (1) predicted pixels that disappeared
+    (thinning is not monotone) free their partners, and only paths from
+    those label pixels through the other remaining pixels can augment; (2)
+    pixels that appeared are unmatched, so they can only end a path:
+    searching from each of them finds every augmenting path left.
     """
-    truth_linked = graph.t_ptr[1:] > graph.t_ptr[:-1]
-    sources = new[graph.p_ptr[new + 1] > graph.p_ptr[new]]
-    while True:
-        sources = sources[mate_p[sources] < 0]
-        if not len(sources):
-            return
-        free_truth = np.flatnonzero((mate_t < 0) & truth_linked)
-        if len(free_truth) < len(sources):
-            augmented = _phase(graph, present, mate_p, mate_t, free_truth, "truth")
+    levels = len(passing)
+    counts = np.zeros((levels, 2), np.int64)
+    num_domain = table.shape[0]
+    num_predicted = len(node_of)
+    num_truth = len(t_ptr) - 1
+    base_on = np.zeros(num_domain + 1, np.bool_)
+    base_codes = np.zeros(num_domain + 1, np.uint8)
+    mate_p = np.full(num_predicted, -1, np.int64)
+    mate_t = np.full(num_truth, -1, np.int64)
+    previous = np.zeros(num_predicted, np.bool_)
+    present = np.zeros(num_predicted, np.bool_)
+    usable = np.zeros(num_predicted, np.bool_)
+    no_filter = np.zeros(0, np.bool_)
+    seen_p = np.zeros(num_predicted, np.int64)
+    seen_t = np.zeros(num_truth, np.int64)
+    stack = np.empty(max(num_predicted, num_truth) + 1, np.int64)
+    via = np.empty_like(stack)
+    edge = np.empty_like(stack)
+    freed = np.empty(num_truth, np.int64)
+    new = np.empty(num_predicted, np.int64)
+    stamp = 1
+    switched = 0
+    for k in range(levels - 1, -1, -1):
+        if k < levels - 1 and passing[k] == passing[k + 1]:
+            counts[k] = counts[k + 1]  # the same pixels pass: the same thinned map
+            continue
+        _switch_on(switched, passing[k], base_on, base_codes, table)
+        switched = passing[k]
+        on = base_on.copy()
+        _thin_nodes(on, base_codes.copy(), table, switched)
+        predicted = 0
+        for node in range(switched):
+            if on[node] and countable[node]:
+                predicted += 1
+        counts[k, 1] = predicted
+        changed = False
+        for i in range(num_predicted):
+            present[i] = node_of[i] < switched and on[node_of[i]]
+            changed |= present[i] != previous[i]
+        if k < levels - 1 and not changed:
+            counts[k, 0] = counts[k + 1, 0]  # the same candidates: the same matching
+            continue
+        num_freed = 0
+        num_new = 0
+        for i in range(num_predicted):
+            if mate_p[i] >= 0 and not present[i]:
+                mate_t[mate_p[i]] = -1
+                freed[num_freed] = mate_p[i]
+                num_freed += 1
+                mate_p[i] = -1
+            usable[i] = previous[i] and present[i]
+            if present[i] and not previous[i]:
+                new[num_new] = i
+                num_new += 1
+        stamp = _augment_all(freed[:num_freed], t_ptr, t_adj, mate_t, mate_p, usable, seen_p, stamp, stack, via, edge)
+        # Stage 2 searches from the smaller side: the new pixels, or the free label pixels through
+        # the present pixels (a path found from there can only end at a new pixel).
+        num_free = 0
+        for j in range(num_truth):
+            if mate_t[j] < 0 and t_ptr[j + 1] > t_ptr[j]:
+                freed[num_free] = j
+                num_free += 1
+        if num_free < num_new:
+            stamp = _augment_all(freed[:num_free], t_ptr, t_adj, mate_t, mate_p, present, seen_p, stamp, stack, via, edge)
         else:
-            augmented = _phase(graph, None, mate_p, mate_t, sources, "predicted")
-        if not augmented:
-            return
+            stamp = _augment_all(new[:num_new], p_ptr, p_adj, mate_p, mate_t, no_filter, seen_t, stamp, stack, via, edge)
+        previous[:] = present
+        counts[k, 0] = np.count_nonzero(mate_p >= 0)
+    return counts
 
 
 # ----------------------------------------------------------------------------
@@ -845,58 +932,22 @@ def _image_counts(probabilities, boundary, ignored, max_dist, thresholds, nms, t
     ordered = flat_edges[domain][::-1]
     passing = len(domain) - np.searchsorted(ordered, levels, side="right" if strict else "left")
     # Predicted pixels: domain pixels not ignored. Matching candidates: those with a label pixel
-    # within the tolerance (a superset test on the distance map; the pairs decide).
+    # within the tolerance.
     countable = ~ignored.reshape(-1)[domain]
     truth_flat = np.flatnonzero(boundary)
-    if len(truth_flat):
-        distance = ndimage.distance_transform_edt(~boundary).reshape(-1)[domain]
-        node_of = np.flatnonzero(countable & (distance <= radius * (1 + 1e-6) + 1e-6))
-    else:
-        node_of = np.zeros(0, np.int64)
-    candidate_xy = np.stack(np.divmod(domain[node_of], w), axis=1).astype(np.float64)
-    truth_xy = np.stack(np.divmod(truth_flat, w), axis=1).astype(np.float64)
-    pair_i, pair_j, _ = _candidate_pairs(candidate_xy, truth_xy, radius)
-    graph = _BipartiteGraph(pair_i, pair_j, len(node_of), len(truth_xy))
+    counted = np.flatnonzero(countable)
+    pair_i, pair_j, _ = _pairs_within(domain[counted], truth_flat, h, w, radius)
+    linked = np.zeros(len(counted), bool)
+    linked[pair_i] = True
+    node_of = counted[linked]
+    pair_i = (np.cumsum(linked) - 1)[pair_i]
+    p_ptr, p_adj = _adjacency(pair_i, pair_j, len(node_of))
+    t_ptr, t_adj = _adjacency(pair_j, pair_i, len(truth_flat))
+    matched = _threshold_counts(passing, table, countable, node_of, p_ptr, p_adj, t_ptr, t_adj)
     counts = np.zeros((len(thresholds), 4), np.int64)
+    counts[:, 0] = counts[:, 2] = matched[:, 0]
     counts[:, 1] = len(truth_flat)
-    mate_p = np.full(len(node_of), -1, np.int64)
-    mate_t = np.full(len(truth_xy), -1, np.int64)
-    previous = np.zeros(len(node_of), bool)
-    # The binary map before thinning grows as the threshold falls; its 8-neighbour codes are kept
-    # up to date.
-    base_on = np.zeros(len(domain) + 1, bool)
-    base_codes = np.zeros(len(domain) + 1, np.uint8)
-    # From the highest threshold down, each maximum matching is repaired from the previous one.
-    # Two stages keep it maximum: (1) predicted pixels that disappeared (thinning is not monotone)
-    # free their partners, and only paths from those partners can augment; (2) pixels that
-    # appeared can augment only along paths that end at them. In each stage every augmentation
-    # matches one source and one other node, which is what makes searching from the sources alone
-    # exact.
-    last = len(thresholds) - 1
-    switched = 0
-    for k in range(last, -1, -1):
-        if k < last and passing[k] == passing[k + 1]:
-            counts[k] = counts[k + 1]  # the same pixels pass: the same thinned map
-            continue
-        _switch_on(np.arange(switched, passing[k]), base_on, base_codes, table)
-        switched = passing[k]
-        on = base_on.copy()
-        _thin_nodes(on, base_codes.copy(), table, switched)
-        present = np.zeros(len(node_of), bool)
-        reach = np.searchsorted(node_of, switched)
-        present[:reach] = on[node_of[:reach]]
-        counts[k, 3] = int(np.count_nonzero(on[:switched] & countable[:switched]))
-        if k < last and np.array_equal(present, previous):
-            counts[k, 0] = counts[k, 2] = counts[k + 1, 0]  # the same candidates: the same matching
-            continue
-        lost = (mate_p >= 0) & ~present
-        freed = mate_p[lost]
-        mate_t[freed] = -1
-        mate_p[lost] = -1
-        _augment_freed(graph, previous & present, mate_p, mate_t, freed)
-        _augment_new(graph, present, mate_p, mate_t, np.flatnonzero(present & ~previous))
-        previous = present
-        counts[k, 0] = counts[k, 2] = int(np.count_nonzero(mate_p >= 0))
+    counts[:, 3] = matched[:, 1]
     return counts
 
 

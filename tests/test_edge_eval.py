@@ -1,33 +1,21 @@
 """Python boundary benchmark (SEISM protocol) on crafted maps with hand-counted matches."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
+from scipy.spatial import cKDTree
 
 from keras_mtcl import edge_eval
+from keras_mtcl.testing import boundaries
 
 pytestmark = pytest.mark.backend_independent
 
 
 def _show(mask):
     return ["".join("#" if v else "." for v in row) for row in mask]
-
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------ label boundaries
@@ -291,7 +279,8 @@ def _maximum_matching_size(predicted, truth, max_dist):
     p_xy, t_xy = np.argwhere(predicted).astype(float), np.argwhere(truth).astype(float)
     if not len(p_xy) or not len(t_xy):
         return 0
-    i, j, _ = edge_eval._candidate_pairs(p_xy, t_xy, max_dist * math.hypot(h, w))
+    pairs = cKDTree(p_xy).sparse_distance_matrix(cKDTree(t_xy), max_dist * math.hypot(h, w), output_type="ndarray")
+    i, j = pairs["i"], pairs["j"]
     graph = csr_matrix((np.ones(len(i)), (i, j)), shape=(len(p_xy), len(t_xy)))
     return int((maximum_bipartite_matching(graph, perm_type="column") >= 0).sum())
 
@@ -331,8 +320,7 @@ def test_counts_equal_the_min_cost_assignment_on_random_maps(threshold_rule):
 def test_counts_on_a_nyud_sized_map_equal_independent_solvers():
     # 240 x 320 map of the benchmark tool (NMS, 101 thresholds, tolerance 0.011 x 400 = 4.4 px):
     # every 10th threshold checked against scipy's Hopcroft-Karp on the thinned map.
-    bench = _load_tool("bench_edge_eval")
-    prediction, label = bench.synthetic_pair((240, 320), np.random.default_rng(1))
+    prediction, label = boundaries.synthetic_pair((240, 320), np.random.default_rng(1))
     counts = edge_eval.image_counts(prediction, label, 0.011, label_reading="seg2bmap")
     truth = edge_eval.nyud_boundaries(label)
     values = (np.floor(prediction.astype(np.float64) * 255 + 0.5) / 255).astype(np.float32)
@@ -598,24 +586,23 @@ def test_parity_with_pyedgeeval_configured_to_the_same_protocol():
     # - ODS and OIS agree within 0.5 points (0.005), also with its own NMS and orientation.
     pytest.importorskip("cv2", reason="pyEdgeEval imports OpenCV")
     pytest.importorskip("pyEdgeEval", reason="pyEdgeEval (PyPI `pyedgeeval`) is not installed")
-    bench = _load_tool("bench_edge_eval")
     corner = np.zeros((6, 7), bool)
     corner[2, 3] = corner[3, 3] = corner[3, 4] = True
-    assert edge_eval.thin(corner).sum() == bench.pyedgeeval_thin(corner).sum() == 2
-    assert bench.pyedgeeval_thin(corner, "binary").sum() == 3
+    assert edge_eval.thin(corner).sum() == boundaries.pyedgeeval_thin(corner).sum() == 2
+    assert boundaries.pyedgeeval_thin(corner, "binary").sum() == 3
     rng = np.random.default_rng(7)
     ours, same_nms, own_nms = [], [], []
     for _ in range(2):
-        prediction, label = bench.synthetic_pair((96, 128), rng)
+        prediction, label = boundaries.synthetic_pair((96, 128), rng)
         values = (np.floor(prediction.astype(np.float64) * 255 + 0.5) / 255).astype(np.float32)
         edges = edge_eval.edge_nms(values)
-        theirs = bench.pyedgeeval_nms(values, edge_eval.edge_orientation(values))
+        theirs = boundaries.pyedgeeval_nms(values, edge_eval.edge_orientation(values))
         np.testing.assert_allclose(theirs, edges, atol=1e-7)
         np.testing.assert_array_equal(theirs > 0, edges > 0)
         truth = edge_eval.nyud_boundaries(label)
         ours.append(edge_eval.image_counts(prediction, label, 0.011, label_reading="seg2bmap"))
-        same_nms.append(bench.pyedgeeval_counts(prediction, truth, 0.011, edges=edges))
-        own_nms.append(bench.pyedgeeval_counts(prediction, truth, 0.011))
+        same_nms.append(boundaries.pyedgeeval_counts(prediction, truth, 0.011, edges=edges))
+        own_nms.append(boundaries.pyedgeeval_counts(prediction, truth, 0.011))
     ours, same_nms, own_nms = np.stack(ours), np.stack(same_nms), np.stack(own_nms)
     np.testing.assert_array_equal(ours[..., [1, 3]], same_nms[..., [1, 3]])
     assert (ours[..., 0] >= same_nms[..., 0]).all() and (ours[..., 0] == ours[..., 2]).all()
