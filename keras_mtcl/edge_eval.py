@@ -542,11 +542,16 @@ def _pairs_within(predicted, truth, h: int, w: int, radius: float):
     `predicted` and `truth` hold C-order flat indices (row * W + col) of
     pixels of an (H, W) image; pairs come grouped by j.
     """
-    index = np.full(h * w, -1, np.int64)
+    index = np.full(h * w, -1, np.int32)
     for i in range(len(predicted)):
         index[predicted[i]] = i
     reach = int(radius)
-    limit = radius * radius
+    offsets = [
+        (dr, dc)
+        for dr in range(-reach, reach + 1)
+        for dc in range(-reach, reach + 1)
+        if dr * dr + dc * dc <= radius * radius
+    ]
     count = 0
     for fill in range(2):  # count, then fill
         if fill:
@@ -556,15 +561,17 @@ def _pairs_within(predicted, truth, h: int, w: int, radius: float):
             count = 0
         for j in range(len(truth)):
             row, col = divmod(truth[j], w)
-            for dr in range(max(-reach, -row), min(reach, h - 1 - row) + 1):
-                for dc in range(max(-reach, -col), min(reach, w - 1 - col) + 1):
-                    i = index[(row + dr) * w + col + dc]
-                    if i >= 0 and dr * dr + dc * dc <= limit:
-                        if fill:
-                            pair_i[count] = i
-                            pair_j[count] = j
-                            distance[count] = math.sqrt(dr * dr + dc * dc)
-                        count += 1
+            inside = reach <= row < h - reach and reach <= col < w - reach
+            for dr, dc in offsets:
+                if not inside and not (0 <= row + dr < h and 0 <= col + dc < w):
+                    continue
+                i = index[truth[j] + dr * w + dc]
+                if i >= 0:
+                    if fill:
+                        pair_i[count] = i
+                        pair_j[count] = j
+                        distance[count] = math.sqrt(dr * dr + dc * dc)
+                    count += 1
     return pair_i, pair_j, distance
 
 
@@ -692,17 +699,21 @@ def _augment(source, ptr, adj, mate_a, mate_b, usable, seen, stamp, stack, via, 
 
 @numba.njit(cache=True, nogil=True)
 def _augment_all(sources, ptr, adj, mate_a, mate_b, usable, seen, stamp, stack, via, edge):
-    """One search from each free source; returns the next stamp.
+    """Searches from the free sources until none has an augmenting path; returns the next stamp.
 
-    A search that fails leaves its nodes marked: while the matching stays
-    the same they lead to no free node. A success changes the matching, so
-    the marks are dropped (a new stamp). One pass is enough: a source with
-    no augmenting path gets none from augmenting along other paths.
+    In passes over the sources, as Hopcroft-Karp's phases: within a pass,
+    nodes stay marked once entered, so its paths are vertex-disjoint and a
+    failed search is never repeated. A pass that augmented nothing ran with
+    one matching throughout, so then no source has an augmenting path.
     """
-    for source in sources:
-        if mate_a[source] < 0 and _augment(source, ptr, adj, mate_a, mate_b, usable, seen, stamp, stack, via, edge):
-            stamp += 1
-    return stamp + 1
+    while True:
+        found = False
+        for source in sources:
+            if mate_a[source] < 0 and _augment(source, ptr, adj, mate_a, mate_b, usable, seen, stamp, stack, via, edge):
+                found = True
+        stamp += 1
+        if not found:
+            return stamp
 
 
 @numba.njit(cache=True, nogil=True)
