@@ -30,7 +30,7 @@ def register_backbone(name: str):
 
 def _load_builtin():
     # Importing the modules registers their builders; none of them imports torch or keras_hub at import time.
-    from keras_mtcl.backbones import efficientnet_lite, hrnet, hub, tiny  # noqa: F401
+    from keras_mtcl.backbones import efficientnet_lite, hrnet, hub, tiny, vit  # noqa: F401
 
 
 def list_backbones() -> list[str]:

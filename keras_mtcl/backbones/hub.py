@@ -8,11 +8,13 @@ encoder returning a list of maps, finest first, at the requested strides
 - convolutional and hierarchical backbones (ResNet "P2".."P5", MiT
   "P1".."P4", ...): the pyramid entry at each stride is returned as is;
   strides are measured from the shapes, not read from the key names;
-- vision transformers (DINOv2, DINOv3: token sequences (B, N, D), all at the
-  patch stride): the prefix tokens (class and register tokens) are dropped,
-  the patch tokens laid out on their (H / patch, W / patch) grid, and one
-  transformer stage per requested stride (evenly spaced, ending at the last
-  stage, as DPT reads ViTs) is resized bilinearly to that stride.
+- vision transformers (DINOv2, DINOv3, and ViT, whose blocks keras-hub keeps
+  inside one encoder layer: their outputs are read block by block; token
+  sequences (B, N, D), all at the patch stride): the prefix tokens (class and
+  register tokens) are dropped, the patch tokens laid out on their
+  (H / patch, W / patch) grid, and one transformer stage per requested
+  stride (evenly spaced, ending at the last stage, as DPT and InvPT read
+  ViTs) is resized bilinearly to that stride.
 
 Three ways to get the keras-hub backbone, only one of which needs the network:
 
@@ -48,6 +50,7 @@ from keras import layers, ops
 from keras_mtcl import optional
 from keras_mtcl.backbones import register_backbone
 from keras_mtcl.backbones.pyramid import PyramidLevel
+from keras_mtcl.backbones.vit import evenly_spaced_blocks
 from keras_mtcl.layers import resize_to
 
 _SCHEME_HOSTS = {
@@ -218,7 +221,7 @@ def hub_pyramid_levels(backbone) -> list[PyramidLevel]:
     Raises:
         ValueError: the backbone has no `pyramid_outputs`.
     """
-    pyramid = dict(getattr(backbone, "pyramid_outputs", None) or {})
+    pyramid = _pyramid_outputs(backbone)
     if not pyramid:
         raise ValueError(
             f"The keras-hub backbone {backbone.name!r} ({type(backbone).__name__}) has no `pyramid_outputs`; "
@@ -239,7 +242,7 @@ def hub_pyramid_levels(backbone) -> list[PyramidLevel]:
         if len(value.shape) == 4:
             levels.append(PyramidLevel.at(int(round(height / sizes[key])), int(value.shape[-1]), source=key))
         else:
-            stride = int(getattr(backbone, "patch_size", 0))
+            stride = _patch_size(backbone)
             levels.append(PyramidLevel(key, stride, int(value.shape[-1]), source=key, tokens=True))
     return levels
 
@@ -293,7 +296,7 @@ def keras_hub_encoder(
             f"Received: backbone={backbone.name!r}, preset={preset!r}, config={config!r}"
         )
     levels = hub_pyramid_levels(backbone)
-    pyramid = backbone.pyramid_outputs
+    pyramid = _pyramid_outputs(backbone)
     maps = {level.stride: level for level in levels if not level.tokens}  # the deepest entry at each stride
     if maps:
         missing = [s for s in strides if s not in maps]
@@ -319,7 +322,7 @@ def _token_outputs(backbone, levels: list[PyramidLevel], strides: tuple[int, ...
     """One transformer stage per stride (evenly spaced, ending at the last), as a map at that stride."""
     image = _backbone_input(backbone)
     height, width = image.shape[1], image.shape[2]
-    patch = int(getattr(backbone, "patch_size", 0) or 0)
+    patch = _patch_size(backbone)
     if height is None or width is None or patch < 1:
         raise ValueError(
             f"The token backbone {backbone.name!r} needs a fixed `image_shape` and a `patch_size` to lay tokens "
@@ -328,10 +331,43 @@ def _token_outputs(backbone, levels: list[PyramidLevel], strides: tuple[int, ...
     stages = [level for level in levels if level.source != "stem"]  # "stem" holds the embeddings, before any stage
     grid = (height // patch, width // patch)
     outputs = []
-    for i, stride in enumerate(strides):
-        level = stages[math.ceil(len(stages) * (i + 1) / len(strides)) - 1]
-        tokens = backbone.pyramid_outputs[level.source]
+    for stride, block in zip(strides, evenly_spaced_blocks(len(stages), len(strides))):
+        level = stages[block]
+        tokens = _pyramid_outputs(backbone)[level.source]
         prefix = int(tokens.shape[1]) - grid[0] * grid[1]
         size = (math.ceil(height / stride), math.ceil(width / stride))
         outputs.append(TokensToMap(prefix, grid, size, name=f"{level.source}_to_stride{stride}")(tokens))
     return outputs
+
+
+def _patch_size(backbone) -> int:
+    """The side of a token backbone's square patches (keras-hub's ViT stores a pair); 0 when it has none."""
+    patch = getattr(backbone, "patch_size", 0) or 0
+    if isinstance(patch, (tuple, list)):
+        if len(set(patch)) != 1:
+            raise ValueError(f"Only square patches can be laid out on a grid. Received: patch_size={tuple(patch)}")
+        patch = patch[0]
+    return int(patch)
+
+
+def _pyramid_outputs(backbone) -> dict:
+    """`backbone.pyramid_outputs`; for keras-hub's ViT, which has none, its embeddings and each block's tokens.
+
+    keras-hub's `ViTBackbone` runs all its blocks inside one `ViTEncoder`
+    layer; its patch embedding and those blocks are called again, one after
+    the other, on the backbone's input (the same weights), giving "stem" and
+    "stage1".."stageN" as DINOv2's pyramid names them. The encoder's input
+    dropout (off at inference) and final layer norm are left out. Stored on
+    the backbone, so that every caller reads the same tensors.
+    """
+    pyramid = dict(getattr(backbone, "pyramid_outputs", None) or {})
+    keras_hub = _import_keras_hub()
+    if pyramid or not isinstance(backbone, keras_hub.models.ViTBackbone):
+        return pyramid
+    x = backbone.get_layer("vit_patching_and_embedding")(_backbone_input(backbone))
+    pyramid["stem"] = x
+    for i, block in enumerate(backbone.get_layer("vit_encoder").encoder_layers):
+        x = block(x)
+        pyramid[f"stage{i + 1}"] = x
+    backbone.pyramid_outputs = pyramid
+    return pyramid

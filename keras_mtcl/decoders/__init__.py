@@ -37,7 +37,7 @@ def register_decoder(name: str):
 
 
 def _load_builtin():
-    from keras_mtcl.decoders import baseline, mtinet, padnet  # noqa: F401
+    from keras_mtcl.decoders import baseline, invpt, mtinet, padnet  # noqa: F401
 
 
 def list_decoders() -> list[str]:

@@ -179,6 +179,15 @@ _HRNET_PYRAMID_ONLY = (
 )
 
 
+# A ViT small enough for tests: 4 blocks of width 16, 8-pixel patches.
+TINY_VIT = types.MappingProxyType({"hidden_dim": 16, "num_layers": 4, "num_heads": 2, "patch_size": 8})
+
+_VIT_SMALL_PYRAMID_ONLY = (
+    "the same builder as vit_tiny (keras_mtcl.backbones.vit.vision_transformer) at ViT-S widths (21.7 M "
+    "parameters): its declared pyramid and map shapes are checked symbolically"
+)
+
+
 def _backbone_cases() -> tuple[BackboneCase, ...]:
     from keras_mtcl.backbones.efficientnet_lite import FEATURES
 
@@ -200,6 +209,9 @@ def _backbone_cases() -> tuple[BackboneCase, ...]:
         ),
         # The ResNet's stacks give the four maps their channels: 64, 16, 16, 16.
         BackboneCase("keras_hub", {"config": TINY_RESNET}, (4, 8, 16, 32), (64, 16, 16, 16)),
+        # Every map of a ViT has its token width (hidden_dim).
+        BackboneCase("vit_tiny", TINY_VIT, (4, 8, 16, 32), (16, 16, 16, 16)),
+        BackboneCase("vit_small", {}, (4, 8, 16, 32), (384, 384, 384, 384), pyramid_only=_VIT_SMALL_PYRAMID_ONLY),
     )
 
 
@@ -233,6 +245,7 @@ DECODERS: Mapping[str, DecoderCase] = types.MappingProxyType(
         "baseline": DecoderCase("baseline", types.MappingProxyType({"head_channels": 8, "head_kernel_size": 3})),
         "padnet": DecoderCase("padnet", types.MappingProxyType({"channels": 8})),
         "mtinet": DecoderCase("mtinet", types.MappingProxyType({})),
+        "invpt": DecoderCase("invpt", types.MappingProxyType({"channels": 8, "stage_channels": (8, 8, 4)})),
     }
 )
 
@@ -628,6 +641,7 @@ __all__ = [
     "DecoderCase",
     "REGULARIZER_OPTIONS",
     "TINY_RESNET",
+    "TINY_VIT",
     "assert_config_covers_constructor",
     "assert_raises",
     "assert_round_trip",
