@@ -21,13 +21,15 @@ True
 
 import importlib as _importlib
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 # Public submodules, each imported on first access (`keras_mtcl.<name>`).
 _SUBMODULES = (
+    "analysis",
     "backbones",
     "callbacks",
     "cli",
+    "configs",
     "contrastive",
     "data",
     "decoders",

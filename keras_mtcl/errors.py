@@ -32,14 +32,7 @@ class ConfigError(ValueError):
 # "module.Class". They are looked up only in modules already imported: an exception of a module never
 # imported cannot have been raised, and the command lines stay as cheap to start as before.
 USER_ERRORS = (
-    "keras_mtcl.data.decode.DatasetLayoutError",
-    "keras_mtcl.data.decode.LabelRangeError",
-    "keras_mtcl.data.decode.LabelShapeError",
-    "keras_mtcl.data.decode.CorruptFileError",
-    "keras_mtcl.data.decode.ManifestError",
-    "keras_mtcl.data.decode.EmptySplitError",
-    "keras_mtcl.data.decode.UnknownSplitError",
-    "keras_mtcl.data.decode.PreparedDatasetMismatchError",
+    "keras_mtcl.data.errors.DatasetError",  # every error of dataset files and folders
     "keras_mtcl.model.ModelFileError",
     "keras_mtcl.model.LegacyModelError",
     "keras_mtcl.export.ExportError",

@@ -5,10 +5,10 @@ JAX or PyTorch is saved as `.keras` and exported from a TensorFlow-backend
 process (`mtcl-export` does this).
 
 The signature `serving_default` takes `images`: a (B, H, W, 3)
-uint8 RGB batch of any size. Inside, it normalises (ImageNet mean/std by
-default), pads H and W up to a multiple of `pad_multiple` with zeros (the
-mean colour, as the evaluation pipeline pads), runs the model, crops back to
-(H, W) and returns, per task:
+uint8 RGB batch of any size. Inside, it normalises with the `ServingConfig`'s
+mean and std (ImageNet's by default), pads H and W up to a multiple of its
+`pad_multiple` with zeros (the mean colour, as the evaluation pipeline pads),
+runs the model, crops back to (H, W) and returns, per task:
 
 | task kind | outputs |
 |---|---|
@@ -33,8 +33,8 @@ to its `model`), which has exactly the baseline's weights.
 
 Beside the SavedModel, `assets.extra/tasks.json` (a folder that TensorFlow
 and TF Serving leave alone) records the task specs, output names, each
-signature's input and the mean, std and pad multiple; `load_saved_model` reads
-it back.
+signature's input and the `ServingConfig` (mean, std, pad multiple);
+`load_saved_model` reads it back.
 `docker_command` gives the `docker run` line for a serving root, with the
 `tensorflow/serving` image of the TensorFlow version that exports.
 
@@ -45,7 +45,9 @@ dynamic B, H and W, and the outputs above, by name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import re
 from pathlib import Path, PurePosixPath
@@ -83,6 +85,63 @@ class SavedModelNotFoundError(FileNotFoundError):
     """A folder given as an exported model holds no SavedModel."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """How served images are prepared: the normalisation and the padding of every export and prediction.
+
+    Checks itself when built (`ValueError` naming the field and the value
+    received) and stores canonical values (float tuples, an int), so equal
+    configs compare equal. Exports write it to `assets.extra/tasks.json`
+    (`to_metadata`); `from_metadata` reads it back.
+
+    Attributes:
+        mean: RGB mean on the 0..1 scale, subtracted after dividing by 255.
+        std: RGB standard deviation on the 0..1 scale (each > 0).
+        pad_multiple: H and W are padded with zeros (the mean colour) up to a
+            multiple of this (a positive integer; the backbones' largest stride).
+
+    Example:
+    >>> config = ServingConfig(pad_multiple=16)
+    >>> config.mean, config.pad_multiple
+    ((0.485, 0.456, 0.406), 16)
+    >>> ServingConfig.from_metadata(config.to_metadata()) == config
+    True
+    >>> ServingConfig(pad_multiple=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: `pad_multiple` must be a positive integer. Received: pad_multiple=0
+    """
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    pad_multiple: int = 32
+
+    def __post_init__(self):
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            try:
+                numbers = tuple(float(v) for v in value)
+            except (TypeError, ValueError):
+                numbers = ()
+            if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers) or (name == "std" and min(numbers) <= 0):
+                rule = "three finite numbers" + (", each > 0" if name == "std" else "")
+                raise ValueError(f"`{name}` must be {rule} (R, G, B on the 0..1 scale). Received: {name}={value!r}")
+            object.__setattr__(self, name, numbers)
+        multiple = self.pad_multiple
+        if isinstance(multiple, bool) or not isinstance(multiple, (int, np.integer)) or multiple < 1:
+            raise ValueError(f"`pad_multiple` must be a positive integer. Received: pad_multiple={multiple!r}")
+        object.__setattr__(self, "pad_multiple", int(multiple))
+
+    def to_metadata(self) -> dict:
+        """`{"mean": [...], "std": [...], "pad_multiple": n}`, as `tasks.json` holds them."""
+        return {"mean": list(self.mean), "std": list(self.std), "pad_multiple": self.pad_multiple}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> ServingConfig:
+        """The config in an export's metadata (`tasks.json`); the defaults for fields it lacks."""
+        return cls(**{f.name: metadata[f.name] for f in dataclasses.fields(cls) if f.name in metadata})
+
+
 def inference_model(model) -> MultiTaskModel:
     """The inference network of `model`: itself, or a `MultiTaskTrainer`'s `model`.
 
@@ -111,24 +170,19 @@ def _require_tensorflow_backend():
         )
 
 
-def serving_function(
-    model: MultiTaskModel,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    pad_multiple: int = 32,
-):
+def serving_function(model: MultiTaskModel, serving: ServingConfig = ServingConfig()):
     """The serving computation: uint8 images (B, H, W, 3) -> {output name: tensor}.
 
-    Runs under the TensorFlow backend; see the module docstring for outputs.
+    Normalises and pads as `serving` says. Runs under the TensorFlow backend;
+    see the module docstring for outputs.
     """
     _require_tensorflow_backend()
     import tensorflow as tf
 
-    if int(pad_multiple) < 1:
-        raise ValueError(f"`pad_multiple` must be >= 1. Received: pad_multiple={pad_multiple}")
+    pad_multiple = serving.pad_multiple
     # numpy, not tf.constant: an eager tensor would be captured as an extra graph input (tf2onnx keeps it as one).
-    mean = np.asarray(mean, "float32") * 255.0
-    std = np.asarray(std, "float32") * 255.0
+    mean = np.asarray(serving.mean, "float32") * 255.0
+    std = np.asarray(serving.std, "float32") * 255.0
 
     def serve(images):
         channels = tf.debugging.assert_equal(
@@ -210,18 +264,14 @@ def bytes_serving_function(serve: Callable[[tf.Tensor], dict[str, tf.Tensor]]) -
 
 
 def export_saved_model(
-    model: MultiTaskModel,
-    directory: str | os.PathLike,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    pad_multiple: int = 32,
+    model: MultiTaskModel, directory: str | os.PathLike, serving: ServingConfig = ServingConfig()
 ) -> Path:
     """Writes `inference_model(model)` as a SavedModel with the `serving_default` and `serving_bytes` signatures.
 
     `serving_default` takes `images` (B, H, W, 3) uint8; `serving_bytes` takes
     `images_bytes` (B,) encoded image files (module docstring). Also writes
     `<directory>/assets.extra/tasks.json` (task specs, output names, each
-    signature's input, mean, std, pad multiple).
+    signature's input, and `serving`: mean, std, pad multiple).
     """
     _require_tensorflow_backend()
     import tensorflow as tf
@@ -230,7 +280,7 @@ def export_saved_model(
     served = inference_model(model)
     archive = keras.export.ExportArchive()
     archive.track(served)
-    serve = serving_function(served, mean, std, pad_multiple)
+    serve = serving_function(served, serving)
     archive.add_endpoint(
         name=SERVING_DEFAULT,
         fn=serve,
@@ -246,9 +296,7 @@ def export_saved_model(
         "tasks": [task.get_config() for task in served.task_specs],
         "outputs": output_names(served),
         "signatures": {SERVING_DEFAULT: IMAGES_INPUT, SERVING_BYTES: IMAGES_BYTES_INPUT},
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "pad_multiple": int(pad_multiple),
+        **serving.to_metadata(),
     }
     (directory / TASKS_FILE).parent.mkdir(parents=True, exist_ok=True)
     (directory / TASKS_FILE).write_text(json.dumps(metadata, indent=2))
@@ -272,7 +320,7 @@ def export_for_serving(
     version: int = 1,
     overwrite: bool = False,
     base_path: str | None = None,
-    **signature_options,
+    serving: ServingConfig = ServingConfig(),
 ) -> Path:
     """Writes a TF Serving model folder `<serving_root>/<name>/<version>/` and `models.config`.
 
@@ -284,7 +332,7 @@ def export_for_serving(
         base_path: `base_path` written into `models.config` (default: the
             absolute path of `<serving_root>/<name>`; use `/models/<name>` when
             the folder is mounted into the TF Serving container there).
-        **signature_options: `mean`, `std`, `pad_multiple` of `serving_function`.
+        serving: normalisation and padding of the signatures.
 
     Returns:
         The version folder.
@@ -302,7 +350,7 @@ def export_for_serving(
         import shutil
 
         shutil.rmtree(temporary)
-    export_saved_model(model, temporary, **signature_options)
+    export_saved_model(model, temporary, serving)
     if version_dir.exists():
         import shutil
 
@@ -405,7 +453,7 @@ def verify_saved_model(
     model: MultiTaskModel,
     saved_model_dir: str | os.PathLike,
     images: np.ndarray | None = None,
-    pad_multiple: int = 32,
+    serving: ServingConfig | None = None,
     tolerance: float = 1e-4,
 ) -> float:
     """Loads the SavedModel with TensorFlow and compares its signatures with the Keras model's serving outputs.
@@ -416,6 +464,8 @@ def verify_saved_model(
     Args:
         images: (B, H, W, 3) uint8 test images (default: one random 61x83 image,
             a size that needs padding).
+        serving: the normalisation and padding the SavedModel was exported
+            with (default: the `ServingConfig` in its `tasks.json`).
 
     Returns:
         The largest absolute difference over all outputs.
@@ -427,8 +477,11 @@ def verify_saved_model(
 
     images = _test_images(images)
     loaded = tf.saved_model.load(str(saved_model_dir))
+    if serving is None:
+        metadata = Path(saved_model_dir) / TASKS_FILE
+        serving = ServingConfig.from_metadata(json.loads(metadata.read_text()) if metadata.is_file() else {})
     served = loaded.signatures[SERVING_DEFAULT](**{IMAGES_INPUT: tf.constant(images)})
-    expected = serving_function(inference_model(model), pad_multiple=pad_multiple)(tf.constant(images))
+    expected = serving_function(inference_model(model), serving)(tf.constant(images))
     expected = {k: v.numpy() for k, v in expected.items()}
     worst = _largest_difference(expected, {k: v.numpy() for k, v in served.items()}, "SavedModel", tolerance)
     if SERVING_BYTES in loaded.signatures:  # absent from SavedModels written before it existed
@@ -560,9 +613,7 @@ def load_saved_model(path: str | os.PathLike) -> tuple[Callable[[np.ndarray], di
 def export_onnx(
     model: MultiTaskModel,
     path: str | os.PathLike,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    pad_multiple: int = 32,
+    serving: ServingConfig = ServingConfig(),
     opset: int = ONNX_OPSET,
 ) -> Path:
     """Writes the serving computation of `inference_model(model)` as an ONNX file (tf2onnx).
@@ -587,7 +638,7 @@ def export_onnx(
     path = Path(path)
     served = inference_model(model)
     signature = [tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")]
-    function = tf.function(serving_function(served, mean, std, pad_multiple), input_signature=signature)
+    function = tf.function(serving_function(served, serving), input_signature=signature)
     try:
         proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=int(opset))
     except Exception as error:  # tf2onnx reports unsupported ops with many exception types
@@ -606,7 +657,7 @@ def verify_onnx(
     model: MultiTaskModel,
     onnx_path: str | os.PathLike,
     images: np.ndarray | None = None,
-    pad_multiple: int = 32,
+    serving: ServingConfig = ServingConfig(),
     tolerance: float = 1e-3,
     rtol: float = 1e-3,
 ) -> float:
@@ -620,6 +671,7 @@ def verify_onnx(
 
     Args:
         images: (B, H, W, 3) uint8 test images (default: one random 61x83 image).
+        serving: the normalisation and padding the ONNX file was exported with.
         tolerance, rtol: an element may differ by `tolerance + rtol * m`,
             m the largest magnitude of its output; class ids by a fraction
             `tolerance` of pixels.
@@ -640,5 +692,5 @@ def verify_onnx(
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     actual = dict(zip(names, session.run(names, {"images": images})))
-    expected = serving_function(inference_model(model), pad_multiple=pad_multiple)(tf.constant(images))
+    expected = serving_function(inference_model(model), serving)(tf.constant(images))
     return _largest_difference({k: v.numpy() for k, v in expected.items()}, actual, "ONNX model", tolerance, rtol)

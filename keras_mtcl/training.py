@@ -52,21 +52,9 @@ def _check_keywords(field: str, function, options, exclude: tuple[str, ...] = ()
 
 def _dataset_layout(config: RunConfig) -> tuple[list[str] | None, list[str] | None]:
     """(task names, split names) of the dataset of `config`; (None, None): a folder dataset without `manual_dir`."""
-    if config.dataset == "synthetic":
-        from keras_mtcl.data.synthetic import SPLIT_SEED_OFFSETS, SYNTHETIC_TASKS
+    from keras_mtcl.data import get_dataset
 
-        return list(SYNTHETIC_TASKS), list(SPLIT_SEED_OFFSETS)
-    if config.dataset == "folder":
-        if not config.manual_dir:
-            return None, None
-        from keras_mtcl.data import folder
-
-        manifest = folder.read_manifest(config.manual_dir)  # read once for both
-        return list(manifest.tasks), list(folder.read_splits(config.manual_dir, manifest))
-    from keras_mtcl.data import nyud, pascal
-    from keras_mtcl.tasks import TASK_SETS
-
-    return list(TASK_SETS[config.dataset]["tasks"]), list({"nyud": nyud.SPLITS, "pascal": pascal.SPLITS}[config.dataset])
+    return get_dataset(config.data.dataset).tasks_and_splits(config.data.manual_dir)
 
 
 def check_config(config: RunConfig) -> None:
@@ -84,42 +72,46 @@ def check_config(config: RunConfig) -> None:
     """
     from keras_mtcl import decoders
 
-    if config.backbone not in backbones.list_backbones():
-        raise ConfigError(f"`backbone` must be one of {backbones.list_backbones()}. Received: backbone={config.backbone!r}")
-    _check_keywords("backbone_options", backbones.backbone_builder(config.backbone), config.backbone_options)
-    if config.framework not in decoders.list_decoders():
-        raise ConfigError(f"`framework` must be one of {decoders.list_decoders()}. Received: framework={config.framework!r}")
-    _check_keywords("decoder_options", decoders.decoder_class(config.framework).__init__, config.decoder_options,
+    if config.model.backbone not in backbones.list_backbones():
+        raise ConfigError(
+            f"`model.backbone` must be one of {backbones.list_backbones()}. Received: model.backbone={config.model.backbone!r}"
+        )
+    _check_keywords("model.backbone_options", backbones.backbone_builder(config.model.backbone), config.model.backbone_options)
+    if config.model.framework not in decoders.list_decoders():
+        raise ConfigError(
+            f"`model.framework` must be one of {decoders.list_decoders()}. Received: model.framework={config.model.framework!r}"
+        )
+    _check_keywords("model.decoder_options", decoders.decoder_class(config.model.framework).__init__, config.model.decoder_options,
                     exclude=("self", "tasks"), extra=_LAYER_KEYWORDS)
     available, splits = _dataset_layout(config)
-    if splits is not None and config.eval_split not in splits:
-        source = f" (the `splits` of {Path(config.manual_dir) / 'manifest.json'})" if config.dataset == "folder" else ""
+    if splits is not None and config.data.eval_split not in splits:
+        source = f" (the `splits` of {Path(config.data.manual_dir) / 'manifest.json'})" if config.data.dataset == "folder" else ""
         raise ConfigError(
-            f"`eval_split` must be a split of the {config.dataset!r} dataset, which has {splits}{source}. "
-            f"Received: eval_split={config.eval_split!r}"
+            f"`data.eval_split` must be a split of the {config.data.dataset!r} dataset, which has {splits}{source}. "
+            f"Received: data.eval_split={config.data.eval_split!r}"
         )
-    unknown = [t for t in config.tasks if available is not None and t not in available]
-    if unknown or len(set(config.tasks)) != len(config.tasks):
+    unknown = [t for t in config.data.tasks if available is not None and t not in available]
+    if unknown or len(set(config.data.tasks)) != len(config.data.tasks):
         raise ConfigError(
-            f"`tasks` must be distinct tasks of the {config.dataset!r} dataset, which has {available} (empty: all of them). "
-            f"Received: tasks={','.join(config.tasks)}"
+            f"`data.tasks` must be distinct tasks of the {config.data.dataset!r} dataset, which has {available} (empty: all of them). "
+            f"Received: data.tasks={','.join(config.data.tasks)}"
         )
-    if config.contrastive:
+    if config.model.contrastive:
         from keras_mtcl.contrastive import CrossTaskContrastive
 
-        count = len(config.tasks or available or ())
+        count = len(config.data.tasks or available or ())
         if count == 1:
             raise ConfigError(
                 "The contrastive regularizer needs at least two tasks (each task's source is another task): add a task "
-                f"or set contrastive=false. Received: tasks={','.join(config.tasks or available)}"
+                f"or set model.contrastive=false. Received: data.tasks={','.join(config.data.tasks or available)}"
             )
         # The run binds the tasks and sets the seed; every other argument is the layer's, checked by its constructor.
-        _check_keywords("contrastive_options", CrossTaskContrastive.__init__, config.contrastive_options,
+        _check_keywords("model.contrastive_options", CrossTaskContrastive.__init__, config.model.contrastive_options,
                         exclude=("self", "tasks"), extra=_LAYER_KEYWORDS)
         try:
-            CrossTaskContrastive(**{"seed": config.seed, **dict(config.contrastive_options)})
+            CrossTaskContrastive(**{"seed": config.seed, **dict(config.model.contrastive_options)})
         except (TypeError, ValueError) as error:
-            raise ConfigError(f"`contrastive_options` (the arguments of CrossTaskContrastive): {error}") from None
+            raise ConfigError(f"`model.contrastive_options` (the arguments of CrossTaskContrastive): {error}") from None
     if config.distribute and keras.backend.backend() not in ("jax", "tensorflow"):
         raise ConfigError(
             "`distribute` trains on the JAX or TensorFlow backend; Keras has no data-parallel training for "
@@ -130,14 +122,14 @@ def check_config(config: RunConfig) -> None:
 
 def build_model(config: RunConfig, task_specs: list[TaskSpec]) -> MultiTaskModel:
     """The inference `MultiTaskModel` of `config` for `task_specs`."""
-    backbone = backbones.get_backbone(config.backbone, **dict(config.backbone_options))
-    return MultiTaskModel(backbone, task_specs, decoder=config.framework, decoder_options=dict(config.decoder_options))
+    backbone = backbones.get_backbone(config.model.backbone, **dict(config.model.backbone_options))
+    return MultiTaskModel(backbone, task_specs, decoder=config.model.framework, decoder_options=dict(config.model.decoder_options))
 
 
 def build_trainer(config: RunConfig, model: MultiTaskModel) -> MultiTaskTrainer:
-    """The `MultiTaskTrainer` of `config` around `model` (with the regularizer if `config.contrastive`)."""
+    """The `MultiTaskTrainer` of `config` around `model` (with the regularizer if `config.model.contrastive`)."""
     regularizer = None
-    if config.contrastive:
+    if config.model.contrastive:
         from keras_mtcl.contrastive import CrossTaskContrastive
 
         if len(model.task_specs) < 2:
@@ -145,47 +137,47 @@ def build_trainer(config: RunConfig, model: MultiTaskModel) -> MultiTaskTrainer:
                 "The contrastive regularizer needs at least two tasks (each task's source is another task). "
                 f"Received: tasks={model.task_names}"
             )
-        regularizer = CrossTaskContrastive(**{"seed": config.seed, **dict(config.contrastive_options)})
+        regularizer = CrossTaskContrastive(**{"seed": config.seed, **dict(config.model.contrastive_options)})
     return MultiTaskTrainer(model, regularizer=regularizer)
 
 
 def build_optimizer(config: RunConfig, total_steps: int) -> keras.optimizers.Optimizer:
     """Adam / AdamW / SGD(0.9) with a per-step poly decay or a constant rate (PEERS.md 3)."""
-    learning_rate: Any = config.learning_rate
-    if config.schedule == "poly":
+    learning_rate: Any = config.optimizer.learning_rate
+    if config.optimizer.schedule == "poly":
         learning_rate = keras.optimizers.schedules.PolynomialDecay(
-            config.learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=0.0, power=config.poly_power
+            config.optimizer.learning_rate, decay_steps=max(total_steps, 1), end_learning_rate=0.0, power=config.optimizer.poly_power
         )
     common = {"learning_rate": learning_rate}
-    if config.clipnorm:
-        common["clipnorm"] = config.clipnorm
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(momentum=0.9, weight_decay=config.weight_decay or None, **common)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
-    return keras.optimizers.Adam(weight_decay=config.weight_decay or None, **common)
+    if config.optimizer.clipnorm:
+        common["clipnorm"] = config.optimizer.clipnorm
+    if config.optimizer.name == "sgd":
+        return keras.optimizers.SGD(momentum=0.9, weight_decay=config.optimizer.weight_decay or None, **common)
+    if config.optimizer.name == "adamw":
+        return keras.optimizers.AdamW(weight_decay=config.optimizer.weight_decay, **common)
+    return keras.optimizers.Adam(weight_decay=config.optimizer.weight_decay or None, **common)
 
 
 def load_data(config: RunConfig):
-    """(train examples, `config.eval_split` examples, task specs): tf.data datasets of dict examples.
+    """(train examples, `config.data.eval_split` examples, task specs): tf.data datasets of dict examples.
 
     Examples are in the package's example format (`keras_mtcl.data`).
     """
     from keras_mtcl.data.sources import open_split
 
     common = dict(
-        manual_dir=config.manual_dir,
-        data_dir=config.data_dir,
-        tasks=config.tasks,
-        synthetic_size=config.synthetic_size,
+        manual_dir=config.data.manual_dir,
+        data_dir=config.data.data_dir,
+        tasks=config.data.tasks,
+        synthetic_size=config.data.synthetic_size,
         seed=config.seed,
     )
     start = time.time()
-    if config.dataset == "synthetic":
-        height, width = config.synthetic_size
-        print(f"Rendering {config.synthetic_train} + {config.synthetic_val} synthetic scenes at {height}x{width} ...")
-    train_ds, specs = open_split(config.dataset, "train", synthetic_count=config.synthetic_train, **common)
-    val_ds, _ = open_split(config.dataset, config.eval_split, synthetic_count=config.synthetic_val, **common)
+    if config.data.dataset == "synthetic":
+        height, width = config.data.synthetic_size
+        print(f"Rendering {config.data.synthetic_train} + {config.data.synthetic_val} synthetic scenes at {height}x{width} ...")
+    train_ds, specs = open_split(config.data.dataset, "train", synthetic_count=config.data.synthetic_train, **common)
+    val_ds, _ = open_split(config.data.dataset, config.data.eval_split, synthetic_count=config.data.synthetic_val, **common)
     print(f"Data ready in {time.time() - start:.1f} s: tasks {[t.name for t in specs]}")
     return train_ds, val_ds, specs
 
@@ -200,25 +192,23 @@ def data_image_size(examples) -> tuple[int, int]:
 def make_pipelines(config: RunConfig, train_ds, val_ds, specs: list[TaskSpec]):
     """(training batches, evaluation batches) of `config` from example datasets.
 
-    Training: shuffled, augmented (unless `config.augment` is false), cropped
-    to `config.image_size` (empty: the first training image's size),
-    batched. Evaluation: padded to `config.eval_size` (or `image_size`; with
+    Training: shuffled, augmented by `config.augment`, cropped
+    to `config.data.image_size` (empty: the first training image's size),
+    batched. Evaluation: padded to `config.data.eval_size` (or `image_size`; with
     both empty, to each batch's largest image) and a multiple of 32, with
     each image's original size in the batch's meta.
     """
     from keras_mtcl.data import pipeline
 
-    crop = tuple(config.image_size)
+    crop = tuple(config.data.image_size)
     if not crop:
         crop = data_image_size(train_ds)
-        print(f"Training crop {crop[0]}x{crop[1]}: the size of the first training image (image_size is empty).")
-    # Without augmentation: no rescaling, flip or colour changes; crops only (to the training size).
-    augment = pipeline.AugmentConfig() if config.augment else pipeline.AugmentConfig.off()
+        print(f"Training crop {crop[0]}x{crop[1]}: the size of the first training image (data.image_size is empty).")
     train = pipeline.train_pipeline(
-        train_ds, specs, batch_size=config.batch_size, crop_size=crop, seed=config.seed, augment=augment
+        train_ds, specs, batch_size=config.data.batch_size, crop_size=crop, seed=config.seed, augment=config.augment
     )
-    pad = tuple(config.eval_size or config.image_size) or None
-    val = pipeline.eval_pipeline(val_ds, specs, batch_size=config.batch_size, pad_size=pad, pad_multiple=32)
+    pad = tuple(config.data.eval_size or config.data.image_size) or None
+    val = pipeline.eval_pipeline(val_ds, specs, batch_size=config.data.batch_size, pad_size=pad, pad_multiple=32)
     return train, val
 
 
@@ -451,13 +441,14 @@ def check_run_folder(config: RunConfig, resume: bool = False, evaluate: bool = T
     if not path.is_file():
         return None
     try:
-        previous = json.loads(RunConfig.from_dict(json.loads(path.read_text())).to_json())
+        # Read as a config: a flat config.json of releases up to 0.4 compares equal to the same config grouped.
+        previous = RunConfig.from_dict(json.loads(path.read_text())).flat_dict()
     except (OSError, ValueError, TypeError) as error:
         raise RunFolderError(
             f"{path} of the run already in {run_dir} is unreadable ({error}): pass --overwrite to start again there, "
             "or another --output-dir."
         ) from None
-    current = json.loads(config.to_json())
+    current = config.flat_dict()
     differing = [k for k in sorted(current) if k != "output_dir" and current[k] != previous.get(k)]
     options = "--resume to continue it with more epochs (--set epochs=N), --overwrite to start again, or another --output-dir"
     blocking = [k for k in differing if not (resume and k == "epochs")]
@@ -482,6 +473,30 @@ def check_run_folder(config: RunConfig, resume: bool = False, evaluate: bool = T
     return None
 
 
+def _remove_run_outputs(run_dir: Path) -> None:
+    for name in RUN_OUTPUTS:
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+
+
+def _run_callbacks(run_dir: Path, guard: NonFiniteLossGuard, specs: list[TaskSpec], val_batches, num_pictures: int) -> list:
+    """The callbacks of a run in `run_dir`, `guard` first: the checkpoint callbacks skip saving once it fires."""
+    return [
+        guard,
+        # The bar shows the loss and one metric per task (its epoch line before the saving); history.csv and
+        # TensorBoard get every metric.
+        CompactProgress(specs),
+        RunHistory(str(run_dir / "history.csv")),  # before the backup: a backed-up epoch has its row
+        SafeBackupAndRestore(str(run_dir / "backup"), guard=guard),
+        AtomicModelCheckpoint(str(run_dir / "checkpoints"), guard=guard),
+        RunTensorBoard(str(run_dir / "logs"), write_graph=False),
+        PredictionImages(run_dir / "logs", val_batches, specs, num_pictures),
+    ]
+
+
 def train(config: RunConfig, resume: bool = False, overwrite: bool = False, evaluate: bool = True) -> dict:
     """Trains, evaluates and writes everything of a run under `config.run_dir`.
 
@@ -501,7 +516,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, eval
     Training stops at the first NaN or infinite loss: the last good
     checkpoint and backup are kept and `NonFiniteLossError` is raised.
 
-    With `evaluate=False`, the final evaluation on `config.eval_split`
+    With `evaluate=False`, the final evaluation on `config.data.eval_split`
     (the boundary benchmark included) is skipped and no `metrics.json` is
     written; the same run started again with `evaluate=True` trains nothing
     more and evaluates.
@@ -519,12 +534,7 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, eval
     check_config(config)  # before anything is written, read or built
     run_dir = Path(config.run_dir)
     if overwrite:
-        for name in RUN_OUTPUTS:
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        _remove_run_outputs(run_dir)
     else:
         done = check_run_folder(config, resume=resume, evaluate=evaluate)
         if done is not None:
@@ -541,8 +551,8 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, eval
     if steps_per_epoch < 1:
         # RunConfig refuses negative steps_per_epoch: here the split really is smaller than one batch.
         raise ConfigError(
-            f"The training split gives no full batch of {config.batch_size}: lower batch_size or add data. "
-            f"Received: batch_size={config.batch_size}"
+            f"The training split gives no full batch of {config.data.batch_size}: lower data.batch_size or add data. "
+            f"Received: data.batch_size={config.data.batch_size}"
         )
     # Written once the data is readable: a run that failed on its data leaves no config that would refuse
     # a corrected one. It marks the folder as this config's run from here on.
@@ -560,22 +570,12 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, eval
             metrics={t.name: task_metrics(t, prefix=False) for t in specs},
         )
         print(
-            f"Model: backbone {config.backbone}, decoder {config.framework}, tasks {[t.name for t in specs]}, "
-            f"{model.count_params():,} parameters, regularizer {'on' if config.contrastive else 'off'}, "
+            f"Model: backbone {config.model.backbone}, decoder {config.model.framework}, tasks {[t.name for t in specs]}, "
+            f"{model.count_params():,} parameters, regularizer {'on' if config.model.contrastive else 'off'}, "
             f"backend {keras.backend.backend()}, {replicas} replica(s)"
         )
         guard = NonFiniteLossGuard()
-        callbacks = [
-            guard,  # first: the checkpoint callbacks skip saving once it fires
-            # The bar shows the loss and one metric per task (its epoch line before the saving); history.csv and
-            # TensorBoard get every metric.
-            CompactProgress(specs),
-            RunHistory(str(run_dir / "history.csv")),  # before the backup: a backed-up epoch has its row
-            SafeBackupAndRestore(str(run_dir / "backup"), guard=guard),
-            AtomicModelCheckpoint(str(run_dir / "checkpoints"), guard=guard),
-            RunTensorBoard(str(run_dir / "logs"), write_graph=False),
-            PredictionImages(run_dir / "logs", val_batches, specs, config.num_pictures),
-        ]
+        callbacks = _run_callbacks(run_dir, guard, specs, val_batches, config.num_pictures)
         val_for_fit = pipeline.strip_meta(val_batches)
         trainer.fit(
             train_batches.repeat() if config.steps_per_epoch else train_batches,
@@ -593,15 +593,15 @@ def train(config: RunConfig, resume: bool = False, overwrite: bool = False, eval
         raise NonFiniteLossError(
             f"Training stopped: the loss became {value} at {where}; nothing was saved after it "
             + (f"(the last good checkpoint {kept} is kept)" if kept.is_file() else "(no epoch had finished)")
-            + f". Lower learning_rate (now {config.learning_rate}) or set clipnorm, then run again."
+            + f". Lower optimizer.learning_rate (now {config.optimizer.learning_rate}) or set optimizer.clipnorm, then run again."
         )
     model_path = run_dir / "model.keras"
     model.save(model_path)
     metrics = None
     if evaluate:
-        print(f"Evaluating on the {config.eval_split!r} split (reference protocol, boundaries included) ...")
-        metrics = evaluate_model(model, val_batches, specs, edge_dataset=edge_protocol(config.dataset),
-                                 edge_max_dist=config.edge_max_dist or None)
+        print(f"Evaluating on the {config.data.eval_split!r} split (reference protocol, boundaries included) ...")
+        metrics = evaluate_model(model, val_batches, specs, edge_dataset=edge_protocol(config.data.dataset),
+                                 edge_max_dist=config.data.edge_max_dist or None)
         (run_dir / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, sort_keys=True))
         write_final_metrics(run_dir / "logs", metrics, step=config.epochs - 1)  # at the last epoch's step
     else:

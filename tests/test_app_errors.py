@@ -52,7 +52,7 @@ def test_train_app_rejects_unknown_presets_fields_and_missing_datasets(tmp_path)
         ],
     })
     _assert_clean_error(results["preset"], "Unknown preset", "'nope'", "smoke")
-    _assert_clean_error(results["field"], "nofield=1")
+    _assert_clean_error(results["field"], "Unknown RunConfig field 'nofield'", "epochs")
     _assert_clean_error(results["config"], f"no config file at {tmp_path / 'config.json'}")
     _assert_clean_error(results["no_manual_dir"], "'nyud'", "--set manual_dir=PATH")
     _assert_clean_error(results["missing_manual_dir"], f"The NYUD-v2 folder {missing} does not exist")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_mtcl import tasks as T
-from keras_mtcl.data import augment
+from keras_mtcl.data import augment, augment_config
 from keras_mtcl.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 pytestmark = pytest.mark.backend_independent
@@ -517,7 +517,7 @@ def test_augment_config_refuses_a_bad_value_naming_the_field(field, value):
 
 def test_augment_config_defaults_are_the_reference_recipe_in_canonical_form():
     config = augment.AugmentConfig()
-    assert config.scale_range == augment.SCALE_RANGE and config.crop_tries == augment.CROP_TRIES
+    assert config.scale_range == augment_config.SCALE_RANGE and config.crop_tries == augment.CROP_TRIES
     assert config.empty_ignore_tasks == ("human_parts",) and config.ratio_task == "semseg"
     # Lists and ints become tuples and floats: equal options, equal (hashable) configs.
     loose = augment.AugmentConfig(scale_range=[1, 2], contrast_range=np.array([0.5, 1.5]), flip_probability=1,

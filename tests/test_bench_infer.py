@@ -1,37 +1,28 @@
-"""tools/bench_infer.py: the exported SavedModel of a regularized run is the baseline's, fact for fact."""
+"""keras_mtcl.analysis.inference_cost (tools/bench_infer.py): the exported SavedModel of a regularized run is the
+baseline's, fact for fact."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import keras
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from keras_mtcl.analysis import inference_cost
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
-    reason="the tool writes and times SavedModels, which are exported from the TensorFlow backend only",
+    reason="it writes and times SavedModels, which are exported from the TensorFlow backend only",
 )
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("bench_infer", ROOT / "tools" / "bench_infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def trained():
-    tool = _tool()
-    config = tool.make_config("smoke", ["tasks=semseg,depth"], size=(32, 48), batch_size=2, train_steps=1)
-    models, facts = tool.train_pair(config, train_steps=1)
-    return tool, config, models, facts
+    config = inference_cost.make_config("smoke", ["tasks=semseg,depth"], size=(32, 48), batch_size=2, train_steps=1)
+    models, facts = inference_cost.train_pair(config, train_steps=1)
+    return config, models, facts
 
 
 def test_regularized_export_has_the_baseline_parameters_flops_and_outputs(trained, tmp_path):
-    tool, _, models, facts = trained
+    _, models, facts = trained
     # The regularizer was used in training: its projectors exist and its loss was computed.
     assert facts["regularized"]["projectors"] == 2
     assert facts["regularized"]["training_parameters"] > facts["baseline"]["training_parameters"]
@@ -39,9 +30,9 @@ def test_regularized_export_has_the_baseline_parameters_flops_and_outputs(traine
     assert facts["regularized"]["contrastive"]["contrastive_triplet_fraction"] > 0
     assert "projectors" not in facts["baseline"]
 
-    result = tool.compare(models, tmp_path, 32, 48, iterations=2, warmup=1, block=1, throughput_batch=2)
+    result = inference_cost.compare(models, tmp_path, 32, 48, iterations=2, warmup=1, block=1, throughput_batch=2)
     baseline, regularized = result["models"]["baseline"], result["models"]["regularized"]
-    assert result["identical"] == {fact: True for fact in tool.CHECKED}
+    assert result["identical"] == {fact: True for fact in inference_cost.CHECKED}
     assert result["all_identical"]
     # The shared numbers are those of the baseline network, not placeholders.
     assert regularized["parameters"] == baseline["parameters"] == facts["baseline"]["training_parameters"]
@@ -62,11 +53,11 @@ def test_regularized_export_has_the_baseline_parameters_flops_and_outputs(traine
 
 
 def test_a_different_network_is_reported_as_different(trained, tmp_path):
-    tool, config, models, _ = trained
+    config, models, _ = trained
     from keras_mtcl import training
 
     wider = training.build_model(config.replace(decoder_options={"head_channels": 64}), models["baseline"].task_specs)
-    result = tool.compare({"baseline": models["baseline"], "wider": wider}, tmp_path, 32, 48, iterations=1, warmup=0)
+    result = inference_cost.compare({"baseline": models["baseline"], "wider": wider}, tmp_path, 32, 48, iterations=1, warmup=0)
     assert not result["all_identical"]
     assert not result["identical"]["parameters"] and not result["identical"]["flops"]
     assert result["identical"]["outputs"]
@@ -74,6 +65,5 @@ def test_a_different_network_is_reported_as_different(trained, tmp_path):
 
 
 def test_timing_arguments_are_checked(trained, tmp_path):
-    tool = trained[0]
     with pytest.raises(ValueError, match="`iterations` must be >= 1. Received: iterations=0"):
-        tool.time_saved_models({"a": tmp_path}, 32, 48, iterations=0)
+        inference_cost.time_saved_models({"a": tmp_path}, 32, 48, iterations=0)

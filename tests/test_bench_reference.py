@@ -1,31 +1,27 @@
-"""tools/bench_reference_torch.py (the PyTorch reference) and tools/gpu_bench.py (the GPU benchmark driver).
+"""keras_mtcl.analysis.reference_torch (the PyTorch reference), keras_mtcl.analysis.gpu_bench (the GPU benchmark
+driver) and the commands over them, tools/bench_reference_torch.py and tools/gpu_bench.py.
 
-The reference runs here with `--model tiny`, its timm-free stand-in network,
+The reference runs here with the `tiny` model, its timm-free stand-in network,
 on the CPU; the timm HRNets are for the GPU machine.
 """
 
-import importlib.util
+import dataclasses
 import json
 import math
 import os
+import subprocess
 import sys
-from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from keras_mtcl.analysis import gpu_bench, timing
+from keras_mtcl.testing.labels import random_labels
+
 ROOT = Path(__file__).resolve().parents[1]
 
 torch = pytest.importorskip("torch", reason="the reference benchmark is written in PyTorch (the `torch` extra)")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(autouse=True)
@@ -40,29 +36,23 @@ def _one_thread(monkeypatch):
 
 @pytest.fixture(scope="module")
 def reference():
-    return _load("bench_reference_torch")
+    from keras_mtcl.analysis import reference_torch
+
+    return reference_torch
 
 
-@pytest.fixture(scope="module")
-def driver():
-    return _load("gpu_bench")
-
-
-def _tiny_args(**changes):
-    args = Namespace(model="tiny", dataset="nyud", size=[64, 64], batch=2, steps=4, warmup=0, lr=1e-4, seed=0)
-    args.cudnn_benchmark = True
-    for key, value in changes.items():
-        setattr(args, key, value)
-    return args
+def _tiny_setup(reference, **changes):
+    setup = reference.ReferenceSetup(model="tiny", dataset="nyud", size=(64, 64), batch=2, steps=4, warmup=0, lr=1e-4)
+    return dataclasses.replace(setup, **changes)
 
 
 @pytest.mark.backend_independent
-def test_reference_tool_prints_one_finite_record_per_mode_without_tensorflow(driver):
+def test_reference_tool_prints_one_finite_record_per_mode_without_tensorflow():
     args = ("--model", "tiny", "--size", "64", "64", "--batch", "2", "--steps", "2", "--warmup", "1")
     args += ("--modes", "fp32", "--device", "cpu")
-    command = driver.Command("reference/tiny", "reference", "tools/bench_reference_torch.py", args)
+    command = gpu_bench.Command("reference/tiny", "reference", "tools/bench_reference_torch.py", args)
     with open(os.devnull, "w") as log:
-        records = driver.run_command(command, timeout_s=300, log=log)
+        records = gpu_bench.run_command(command, timeout_s=300, log=log, root=ROOT)
     assert len(records) == 1, records
     record = records[0]
     assert "error" not in record
@@ -83,12 +73,12 @@ def test_reference_tool_prints_one_finite_record_per_mode_without_tensorflow(dri
 @pytest.mark.backend_independent
 def test_reference_loss_decreases_on_a_fixed_batch_and_stays_without_updates(reference):
     cpu = torch.device("cpu")
-    trained = reference.run_mode(_tiny_args(), "fp32", cpu)["losses"]
+    trained = reference.run_mode(_tiny_setup(reference), "fp32", cpu)["losses"]
     assert len(trained) == 4 and all(math.isfinite(v) for v in trained)
     assert all(b < a for a, b in zip(trained, trained[1:])), trained
     assert trained[-1] < 0.995 * trained[0]
     # With a zero learning rate the same batch gives the same loss: the decrease above is training.
-    frozen = reference.run_mode(_tiny_args(lr=0.0), "fp32", cpu)["losses"]
+    frozen = reference.run_mode(_tiny_setup(reference, lr=0.0), "fp32", cpu)["losses"]
     assert frozen[0] == pytest.approx(trained[0], rel=1e-6)
     assert max(frozen) - min(frozen) < 1e-5 * frozen[0]
 
@@ -116,20 +106,15 @@ def test_reference_network_counts_like_keras_and_predicts_every_task_at_input_si
     assert reference.count_parameters(net.heads) == heads
 
 
-def _labelled_batch(rng, height=12, width=10):
-    semseg = rng.integers(0, 40, (2, height, width, 1))
-    semseg[0, :3] = 255
-    depth = rng.uniform(0.5, 8.0, (2, height, width, 1))
-    depth[1, :, :4] = 0.0
-    normals = rng.normal(size=(2, height, width, 3))
-    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
-    normals[0, 2:5] = 0.0
-    normals[1, -2:] = 255.0
-    edge = (rng.uniform(size=(2, height, width, 1)) < 0.2).astype("float64")
-    edge[1, :2] = 255
-    labels = {"semseg": semseg, "depth": depth, "normals": normals, "edge": edge}
-    channels = {"semseg": 40, "depth": 1, "normals": 3, "edge": 1}
-    predictions = {k: rng.normal(size=(2, height, width, c)) for k, c in channels.items()}
+def _labelled_batch(specs, rng, height=12, width=10):
+    """Random labels with scattered invalid pixels, plus invalid blocks of every kind and ignore-valued normals."""
+    labels = random_labels(specs, 2, height, width, seed=3, invalid_fraction=0.1)
+    labels["semseg"][0, :3] = 255
+    labels["depth"][1, :, :4] = 0.0
+    labels["normals"][0, 2:5] = 0.0
+    labels["normals"][1, -2:] = 255.0
+    labels["edge"][1, :2] = 255
+    predictions = {t.name: rng.normal(size=(2, height, width, t.channels)) for t in specs}
     return labels, predictions
 
 
@@ -139,9 +124,8 @@ def test_torch_losses_match_keras_mtcl_losses(reference):
     from keras_mtcl.losses import task_loss
     from keras_mtcl.tasks import saliency, task_set
 
-    rng = np.random.default_rng(3)
-    labels, predictions = _labelled_batch(rng)
     specs = task_set("nyud")
+    labels, predictions = _labelled_batch(specs, np.random.default_rng(3))
 
     def to_torch(array):
         return torch.from_numpy(np.asarray(array, "float32")).permute(0, 3, 1, 2).contiguous()
@@ -167,8 +151,8 @@ def test_torch_losses_match_keras_mtcl_losses(reference):
 
 
 @pytest.mark.backend_independent
-def test_gpu_bench_plan_covers_models_groups_and_precisions(driver):
-    commands = driver.plan(["hrnet_w18", "tiny"], ["reference", "jax", "torch", "torch-jit"], (448, 576), 8, 20, 5)
+def test_gpu_bench_plan_covers_models_groups_and_precisions():
+    commands = gpu_bench.plan(["hrnet_w18", "tiny"], ["reference", "jax", "torch", "torch-jit"], (448, 576), 8, 20, 5)
     ids = [c.bench_id for c in commands]
     assert ids == [
         "reference/hrnet_w18",
@@ -193,20 +177,20 @@ def test_gpu_bench_plan_covers_models_groups_and_precisions(driver):
     assert "--no-jit" not in by_id["torch-jit/hrnet_w18/bf16"].args
     assert "--size 448 576 --batch 8 --steps 20 --warmup 5" in by_id["jax/hrnet_w18/bf16"].shell()
     with pytest.raises(ValueError, match=r"Unknown models \['resnet'\]"):
-        driver.plan(["resnet"])
+        gpu_bench.plan(["resnet"])
 
 
 @pytest.mark.backend_independent
-def test_gpu_bench_resume_skips_done_commands_and_budget_skips_the_rest(driver, tmp_path, monkeypatch):
-    monkeypatch.setenv("GPU_BENCH_SMOKE", "1")
+def test_gpu_bench_resume_skips_done_commands_and_budget_skips_the_rest(tmp_path):
     previous = tmp_path / "previous.jsonl"
     done = {"bench_id": "jax/tiny/bf16", "group": "jax", "step_ms_median": 3.0}
     failed = {"bench_id": "jax/tiny/fp32", "group": "jax", "error": "exit status 1"}
     previous.write_text("".join(json.dumps(r) + "\n" for r in ({"kind": "environment"}, done, failed)))
     out = tmp_path / "bench.jsonl"
     argv = ["--models", "tiny", "--groups", "jax", "--resume", str(previous), "--out", str(out), "--budget-s", "0"]
-    status = driver.main(argv)
-    assert status == 0
+    command = subprocess.run([sys.executable, "tools/gpu_bench.py", *argv], cwd=ROOT, capture_output=True, text=True,
+                             env={**os.environ, "GPU_BENCH_SMOKE": "1"}, timeout=300, check=False)
+    assert command.returncode == 0, command.stderr[-4000:]
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records[0]["kind"] == "environment" and records[0]["smoke"] and records[0]["size"] == [64, 64]
     assert records[1] == done  # kept, not run again
@@ -215,16 +199,16 @@ def test_gpu_bench_resume_skips_done_commands_and_budget_skips_the_rest(driver, 
 
 
 @pytest.mark.backend_independent
-def test_gpu_bench_runs_keras_without_tensorflow_and_blocks_it(driver, tmp_path):
+def test_gpu_bench_runs_keras_without_tensorflow_and_blocks_it(tmp_path):
     # PyTorch eager (no compilation: seconds); the JAX commands take the same path through the tool.
     common = ("--backbone", "tiny_cnn", "--size", "32", "48", "--batch", "2", "--steps", "3", "--warmup", "1")
     torch_args = common + ("--configs", "baseline", "--no-jit")
-    torch_run = driver.Command("torch/tiny", "torch", "tools/bench_train.py", torch_args, (("KERAS_BACKEND", "torch"),))
-    tf_run = driver.Command("tf/tiny", "tf", "tools/bench_train.py", common, (("KERAS_BACKEND", "tensorflow"),))
+    torch_run = gpu_bench.Command("torch/tiny", "torch", "tools/bench_train.py", torch_args, (("KERAS_BACKEND", "torch"),))
+    tf_run = gpu_bench.Command("tf/tiny", "tf", "tools/bench_train.py", common, (("KERAS_BACKEND", "tensorflow"),))
     log = tmp_path / "log"
     with open(log, "w") as sink:
-        torch_records = driver.run_command(torch_run, timeout_s=300, log=sink)
-        tf_records = driver.run_command(tf_run, timeout_s=120, log=sink)
+        torch_records = gpu_bench.run_command(torch_run, timeout_s=300, log=sink, root=ROOT)
+        tf_records = gpu_bench.run_command(tf_run, timeout_s=120, log=sink, root=ROOT)
     assert len(torch_records) == 1 and "error" not in torch_records[0], torch_records
     record = torch_records[0]
     assert (record["bench_id"], record["backend"], record["steps"]) == ("torch/tiny", "torch", 3)
@@ -240,10 +224,9 @@ def test_gpu_bench_runs_keras_without_tensorflow_and_blocks_it(driver, tmp_path)
 def test_step_timer_times_every_step_once_its_loss_is_on_the_host():
     import keras
 
-    bench_train = _load("bench_train")
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
-    timer = bench_train.make_step_timer()
+    timer = timing.make_step_timer()
     x, y = np.ones((8, 4), "float32"), np.zeros((8, 1), "float32")
     model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
     assert len(timer.times) == 4 and all(t > 0 for t in timer.times)

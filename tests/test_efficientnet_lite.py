@@ -22,6 +22,7 @@ from keras_mtcl.backbones import weights as weights_lib
 from keras_mtcl.model import MultiTaskModel
 from keras_mtcl.trainer import MultiTaskTrainer
 from keras_mtcl.preprocessing import normalize
+from keras_mtcl.testing.labels import random_labels
 
 
 # The classes involved, from the standard ImageNet-1k class list (index: first name).
@@ -188,9 +189,8 @@ def test_efficientnet_lite_plugs_into_the_multi_task_model_and_fits(state_dict):
     model = MultiTaskModel(backbones.get_backbone("efficientnet_lite0", weights=state_dict), specs)
     trainer = MultiTaskTrainer(model)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
-    y = {"semseg": rng.integers(0, 3, (2, 32, 32, 1)).astype("int32"), "depth": np.ones((2, 32, 32, 1), "float32")}
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    y = random_labels(specs, 2, 32, 32, invalid_fraction=0.0)
     history = trainer.fit(x, y, epochs=1, batch_size=2, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 

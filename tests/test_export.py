@@ -217,6 +217,31 @@ def test_load_saved_model_reads_tasks_from_the_export_or_from_its_outputs(tmp_pa
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="in-process SavedModel export needs the TensorFlow backend")
+def test_serving_config_is_written_beside_the_saved_model_and_serves_like_predict_image(tmp_path):
+    from keras_mtcl.inference import predict_image
+
+    serving = export.ServingConfig(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), pad_multiple=16)
+    model = MultiTaskModel(backbones.get_backbone("tiny_cnn", widths=(8, 8, 16, 16)), [tasks.depth()])
+    version_dir = export.export_for_serving(model, tmp_path, "s", serving=serving)
+    metadata = json.loads((version_dir / export.TASKS_FILE).read_text())
+    # The keys and order of tasks.json as 0.4 wrote them.
+    assert list(metadata) == ["tasks", "outputs", "signatures", "mean", "std", "pad_multiple"]
+    assert (metadata["mean"], metadata["std"], metadata["pad_multiple"]) == ([0.5] * 3, [0.25] * 3, 16)
+    assert export.ServingConfig.from_metadata(metadata) == serving
+    # Checked with the config in tasks.json; the defaults normalise differently and are told apart.
+    assert export.verify_saved_model(model, version_dir) < 1e-4
+    with pytest.raises(export.ExportError, match="differs from Keras"):
+        export.verify_saved_model(model, version_dir, serving=export.ServingConfig())
+    image = np.random.default_rng(1).integers(0, 256, (20, 37, 3), dtype="uint8")
+    predict, _, _ = export.load_saved_model(version_dir)
+    np.testing.assert_allclose(predict(image[None])["depth"][0], np.maximum(predict_image(model, image, serving)["depth"], 0),
+                               atol=1e-4)
+    for bad, message in (({"pad_multiple": 0}, "pad_multiple"), ({"std": (1, 0, 1)}, "each > 0"), ({"mean": (1, 2)}, "three")):
+        with pytest.raises(ValueError, match=message):
+            export.ServingConfig(**bad)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="in-process SavedModel export needs the TensorFlow backend")
 def test_bytes_signature_serves_encoded_images_like_serving_default(tmp_path):
     import base64
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from keras_mtcl import tasks
 from keras_mtcl.data import folder
-from keras_mtcl.data.decode import (
+from keras_mtcl.data.errors import (
     DatasetLayoutError,
     EmptySplitError,
     LabelRangeError,
@@ -18,8 +18,8 @@ from keras_mtcl.data.decode import (
     MissingManualDownloadError,
     PathEscapeError,
     PreparedDatasetMismatchError,
-    SOURCE_RECORD,
 )
+from keras_mtcl.data.builder import SOURCE_RECORD
 from keras_mtcl.testing import datasets as fixtures
 
 pytestmark = pytest.mark.backend_independent

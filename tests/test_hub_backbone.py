@@ -10,6 +10,7 @@ from keras_mtcl import backbones, tasks
 from keras_mtcl.backbones import hub
 from keras_mtcl.backbones.pyramid import PyramidLevel
 from keras_mtcl.model import MultiTaskModel
+from keras_mtcl.testing.labels import random_labels
 from keras_mtcl.trainer import MultiTaskTrainer
 
 # A small ResNet-vd (keras-hub requires 64 filters in the first stack); takes any input size.
@@ -114,9 +115,8 @@ def test_hub_encoder_plugs_into_the_multi_task_model_and_fits():
     model = MultiTaskModel(backbones.get_backbone("keras_hub", config=RESNET), specs)
     trainer = MultiTaskTrainer(model)
     trainer.compile(optimizer=keras.optimizers.SGD(0.01))
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
-    y = {"semseg": rng.integers(0, 3, (2, 32, 32, 1)).astype("int32"), "depth": np.ones((2, 32, 32, 1), "float32")}
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    y = random_labels(specs, 2, 32, 32, invalid_fraction=0.0)
     history = trainer.fit(x, y, epochs=1, batch_size=2, verbose=0)
     assert np.isfinite(history.history["loss"][0])
 

@@ -42,7 +42,7 @@ ALLOWED = {
     # The folder manifest names each task's kind ("kind": "classes"): its schema table is the file format.
     "keras_mtcl/data/folder.py": (r"^\s*\"(classes|binary)\": _EntrySchema\(", r"_SCHEMAS\[entry\.kind\]"),
     # The regularizer's thresholds / ranking margins are configuration {kind name: value}.
-    "tools/consistency.py": (r"options\[\"(thresholds|ranking_margins)\"\]\[spec\.kind\]",),
+    "keras_mtcl/analysis/consistency.py": (r"options\[\"(thresholds|ranking_margins)\"\]\[spec\.kind\]",),
 }
 # `kind` is a scene primitive ("box", "sphere", "cylinder") there, not a label kind.
 EXCLUDED = {"keras_mtcl/kinds.py", "keras_mtcl/data/synthetic.py"}

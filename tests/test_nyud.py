@@ -1,4 +1,4 @@
-"""NYUD-v2 builder and the shared decoding helpers (keras_mtcl.data.nyud, keras_mtcl.data.decode).
+"""NYUD-v2 builder and the shared decoding helpers (keras_mtcl.data.nyud, .decode, .builder).
 
 Fixtures are written at test time by keras_mtcl.testing.datasets in each released layout (A, B, C);
 its docstring gives the stored patterns the expectations below are derived from.
@@ -17,8 +17,8 @@ from conftest import nyud_real10
 import tensorflow as tf
 from PIL import Image
 
-from keras_mtcl.data import decode, nyud
-from keras_mtcl.data.decode import (
+from keras_mtcl.data import builder as data_builder, decode, nyud
+from keras_mtcl.data.errors import (
     CorruptFileError,
     DatasetLayoutError,
     EmptySplitError,
@@ -47,7 +47,7 @@ def built(tmp_path_factory):
 
 def test_a_second_release_into_the_same_data_dir_is_refused(built):
     (root_a, builder_a), (root_b, _) = built["A"], built["B"]
-    record = json.loads((pathlib.Path(builder_a.data_dir) / decode.SOURCE_RECORD).read_text())
+    record = json.loads((pathlib.Path(builder_a.data_dir) / data_builder.SOURCE_RECORD).read_text())
     assert record["source"] == str(root_a.resolve()) and record["files"] == 2 + 5 * 5  # splits; image + 4 labels per id
     with pytest.raises(PreparedDatasetMismatchError, match=rf"was built from another source folder, {root_a.resolve()}"):
         nyud.prepare(root_b, builder_a.data_dir_root)
@@ -68,7 +68,7 @@ def _copy_c(tmp_path):
 def test_detect_layout(built, layout):
     root, _ = built[layout]
     assert nyud.detect_layout(root) == layout
-    assert nyud.find_root(root.parent) == root
+    assert nyud.NyudMultiTask.find_root(root.parent) == root
     assert nyud.available_tasks(root.parent) == ("semseg", "depth", "normals", "edge")
 
 
@@ -186,7 +186,7 @@ def test_resize_nearest_uses_floor_index_sampling():
 
 
 def test_task_subsets_name_one_config_each():
-    subsets = decode.task_subsets(nyud.TASKS)
+    subsets = data_builder.task_subsets(nyud.TASKS)
     assert len(subsets) == 15
     assert subsets[0] == nyud.TASKS
     assert ("semseg", "depth") in subsets
@@ -239,7 +239,7 @@ def test_builder_used_directly_refuses_absent_tasks(tmp_path):
     real10 = nyud_real10()
     builder = nyud.NyudMultiTask(data_dir=str(tmp_path / "tfds"))  # default config: all four tasks
     with pytest.raises(MissingManualDownloadError, match=r"\['normals/', 'edge/'\] folder"):
-        decode.download_and_prepare(builder, real10)
+        builder.build_from(real10)
 
 
 # ------------------------------------------------------------------ errors
@@ -257,7 +257,7 @@ def test_missing_manual_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "photos").mkdir()
     with pytest.raises(MissingManualDownloadError, match=r"expected an `images/` folder.*Found: \[photos/\]"):
-        nyud.find_root(tmp_path / "empty")
+        nyud.NyudMultiTask.find_root(tmp_path / "empty")
 
 
 def test_missing_label_file_is_named_with_layout_and_fix(tmp_path):
@@ -367,7 +367,7 @@ def test_repeated_ids_in_a_split_file(tmp_path):
     root = _copy_c(tmp_path)
     (root / "gt_sets" / "val.txt").write_text("0004\n0005\n0004\n")
     with pytest.raises(DatasetLayoutError, match=r"val\.txt lists ids more than once: 0004"):
-        nyud.read_splits(root)
+        nyud.NyudMultiTask.read_splits(root)
 
 
 def test_mat_key_missing(tmp_path):

@@ -4,7 +4,6 @@
 """
 
 import ast
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -125,13 +124,12 @@ def test_missing_torch_for_a_pth_file_names_the_torch_extra(monkeypatch, tmp_pat
     _assert_names_the_extra_once(info.value, "torch", "torch")
 
 
-def test_missing_matplotlib_for_the_consistency_plot_names_the_dev_extra(monkeypatch):
-    spec = importlib.util.spec_from_file_location("consistency_tool", ROOT / "tools" / "consistency.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+def test_missing_matplotlib_for_the_consistency_plot_names_the_dev_extra(monkeypatch, tmp_path):
+    from keras_mtcl.analysis import consistency
+
     _hide(monkeypatch, "matplotlib", "matplotlib.figure")
     with pytest.raises(optional.MissingExtraError) as info:
-        tool._figure_class()
+        consistency.plot_distances([], {}, tmp_path / "plot.png")
     _assert_names_the_extra_once(info.value, "dev", "matplotlib")
 
 

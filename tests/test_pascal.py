@@ -15,8 +15,8 @@ import pytest
 import scipy.io
 
 from keras_mtcl.data import pascal
-from keras_mtcl.data.decode import (
-    SOURCE_RECORD,
+from keras_mtcl.data.builder import SOURCE_RECORD
+from keras_mtcl.data.errors import (
     DatasetLayoutError,
     LabelRangeError,
     MissingManualDownloadError,
@@ -183,7 +183,7 @@ def test_pascal_context_folder_name_and_missing_tasks(tmp_path, caplog):
     root = fixtures.make_pascal(tmp_path / "raw", num_train=2, num_val=1, height=H, width=W, folder="PASCALContext")
     shutil.rmtree(root / "human_parts")
     shutil.rmtree(root / "sal_distill")
-    assert pascal.find_root(tmp_path / "raw") == root
+    assert pascal.PascalContextMultiTask.find_root(tmp_path / "raw") == root
     assert pascal.available_tasks(root) == ("semseg", "normals", "edge")
     with caplog.at_level(logging.WARNING, logger="keras_mtcl.data"):
         builder = pascal.prepare(tmp_path / "raw", tmp_path / "tfds")

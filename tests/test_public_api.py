@@ -47,14 +47,16 @@ def test_unknown_name_raises_attribute_error():
     assert not hasattr(keras_mtcl, "no_such_name")
 
 
-# Run in a fresh interpreter: `import keras_mtcl`, every public name, the registries (what `load_model` imports) and
-# the four modules a JAX / PyTorch user starts from; report which of TensorFlow and tensorflow-datasets got imported.
+# Run in a fresh interpreter: `import keras_mtcl`, every public name, the registries (what `load_model` imports),
+# the four modules a JAX / PyTorch user starts from and the analysis modules of the GPU benchmark (a machine without
+# TensorFlow); report which of TensorFlow and tensorflow-datasets got imported.
 _PROBE = textwrap.dedent(
     """
     import json, sys
     import keras_mtcl
     import keras_mtcl.kinds, keras_mtcl.model, keras_mtcl.tasks, keras_mtcl.trainer
     import keras_mtcl.testing.labels
+    import keras_mtcl.analysis.gpu_bench, keras_mtcl.analysis.timing, keras_mtcl.analysis.train_bench
     for name in keras_mtcl.__all__:
         getattr(keras_mtcl, name)
     keras_mtcl.backbones.list_backbones()

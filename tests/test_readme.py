@@ -127,9 +127,10 @@ def test_folder_train_command_trains_on_a_folder_dataset(monkeypatch, tmp_path, 
     (wrote,) = [line for line in out.splitlines() if line.startswith("Wrote:")]
     assert "metrics" not in wrote  # nothing was scored
     config = json.loads((run / "config.json").read_text())
-    recipe = presets.PRESETS["folder"]
-    assert (config["learning_rate"], config["epochs"], config["contrastive"]) == (recipe["learning_rate"], 1, False)
-    assert config["image_size"] == [] and not any(key.startswith("synthetic_") for key in config)
+    recipe = presets.get_preset("folder")
+    assert (config["optimizer"]["learning_rate"], config["epochs"], config["model"]["contrastive"]) == (
+        recipe.optimizer.learning_rate, 1, False)
+    assert config["data"]["image_size"] == [] and not any(key.startswith("synthetic_") for key in config["data"])
     assert (run / "model.keras").is_file() and not (run / "metrics.json").exists()
 
     # The same command without --no-eval evaluates the trained model without training it further.
@@ -165,11 +166,11 @@ def test_preset_table_says_what_each_preset_uses():
     assert sorted(_ticked(row[0]) for row in rows) == sorted(presets.list_presets())
     for name, dataset, backbone, what in rows:
         config = presets.get_preset(_ticked(name))
-        assert _ticked(dataset) == config.dataset, name
-        assert _ticked(backbone) == config.backbone, name
-        assert ("ImageNet weights" in backbone) == (config.backbone_options.get("weights") == "imagenet"), name
+        assert _ticked(dataset) == config.data.dataset, name
+        assert _ticked(backbone) == config.model.backbone, name
+        assert ("ImageNet weights" in backbone) == (config.model.backbone_options.get("weights") == "imagenet"), name
         assert f"{config.epochs} epoch" in what, name
-        assert ("regularizer on" in what or "with the regularizer" in what) == config.contrastive, name
+        assert ("regularizer on" in what or "with the regularizer" in what) == config.model.contrastive, name
 
 
 @pytest.mark.backend_independent

@@ -135,9 +135,9 @@ def test_rerun_into_a_run_folder(tmp_path, capsys):
     assert _mtimes(run_dir) == before
 
     # Another config: refused before anything is written, naming the field and the options.
-    with pytest.raises(training.RunFolderError, match=r"learning_rate 0.001 -> 0.01.*--resume.*--overwrite"):
+    with pytest.raises(training.RunFolderError, match=r"optimizer.learning_rate 0.001 -> 0.01.*--resume.*--overwrite"):
         training.train(config.replace(learning_rate=0.01))
-    with pytest.raises(training.RunFolderError, match=r"tasks"):
+    with pytest.raises(training.RunFolderError, match=r"data.tasks"):
         training.train(config.replace(tasks=("semseg",)))
     with pytest.raises(training.RunFolderError, match=r"epochs 1 -> 2"):
         training.train(config.replace(epochs=2))  # more epochs need --resume
@@ -154,7 +154,7 @@ def test_rerun_into_a_run_folder(tmp_path, capsys):
 
     # --overwrite starts again with the new config.
     training.train(config.replace(learning_rate=0.01), overwrite=True)
-    assert json.loads((run_dir / "config.json").read_text())["learning_rate"] == 0.01
+    assert json.loads((run_dir / "config.json").read_text())["optimizer"]["learning_rate"] == 0.01
     assert _epochs(run_dir / "history.csv") == [0]
 
 

@@ -454,11 +454,11 @@ def test_tfds_builder_prepares_tiny_config_offline(tmp_path):
 
     from keras_mtcl.data.synthetic_builder import SyntheticScenes
 
-    assert S.SyntheticScenes is SyntheticScenes
     builder = SyntheticScenes(config="tiny", data_dir=str(tmp_path))
     builder.download_and_prepare()
     assert builder.num_classes == {"semseg": 7, "human_parts": 7}
-    assert [t.name for t in builder.tasks] == list(S.SYNTHETIC_TASKS)
+    assert builder.tasks == S.SYNTHETIC_TASKS
+    assert [t.name for t in builder.task_specs()] == list(S.SYNTHETIC_TASKS)
     assert builder.info.splits["train"].num_examples == 64
     assert builder.info.splits["val"].num_examples == 16
     assert not [p for p in tmp_path.rglob("*") if "downloads" in p.parts and p.is_file()]

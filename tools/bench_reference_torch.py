@@ -4,409 +4,37 @@
     python tools/bench_reference_torch.py --model hrnet_w48 --modes bf16 compile --steps 30
     python tools/bench_reference_torch.py --model tiny --size 64 64 --batch 2 --modes fp32 --device cpu
 
-The yardstick for `tools/bench_train.py`: the same network, losses, optimiser
-and synthetic batch, written the way a PyTorch user would write it, so that
-the two tools' JSON lines compare side by side.
-
-Network (`ReferenceNet`): a timm HRNet with random weights,
-`timm.create_model(model, pretrained=False, features_only=True,
-feature_location="", out_indices=(1, 2, 3, 4))`, i.e. the raw outputs of
-the four branches (18/36/72/144 channels at strides 4/8/16/32 for
-`hrnet_w18` and `hrnet_w18_small_v2`, 48/96/192/384 for `hrnet_w48`); the
-branches are upsampled bilinearly to the stride-4 map and concatenated;
-each task has a head conv1x1 (no bias) - BN - ReLU - conv1x1 with as many
-hidden channels as the concatenation (MTL-PyTorch's HRNet head, and
-`keras_mtcl.decoders.baseline` with its defaults); each prediction is
-resized bilinearly (float32) to the input size. `--model tiny` is a small
-timm-free multi-branch network with the same four-stride interface, for
-tests on machines without timm.
-
-Tasks, channels and loss weights come from `keras_mtcl.tasks.task_set`
-(which imports neither Keras nor TensorFlow); the losses re-implement
-`keras_mtcl/losses.py` in torch: cross-entropy over valid class ids (255
-ignored), L1 over valid depth, L1 between the L2-normalised prediction and
-valid normals (summed over channels, per valid pixel), BCE with positives
-weighted `pos_weight` (0.95) and negatives 1 - `pos_weight` for edges; each
-is a float32 mean over valid pixels, 0 when none is valid. The batch is
-`make_batch` of `tools/bench_train.py` (same seed, same arrays), moved to
-the device once. Optimiser: AdamW with Keras's defaults as used by
-`bench_train.py` (lr 1e-4, weight decay 0.004, eps 1e-7; the fused CUDA
-kernel on a GPU).
-
-Modes (`--modes`):
-
-- `fp32`: eager, float32, NCHW (PyTorch's defaults, so cuDNN convolutions
-  may use TF32; the JSON line records `cudnn_allow_tf32`).
-- `bf16`: eager, `torch.autocast(bfloat16)`, model and input channels_last.
-- `compile`: `bf16` with the forward pass and the losses in one
-  `torch.compile`d function (the backward is compiled with it).
-
-On CUDA, `torch.backends.cudnn.benchmark` is on (the input size is fixed;
-`--no-cudnn-benchmark` turns it off).
-
-Timing: `--warmup` steps (compilation, cuDNN autotuning), then `--steps`
-steps, each synchronised (`torch.cuda.synchronize` on CUDA) and timed on the
-host clock, as `bench_train.py` times Keras steps. Each mode prints
-one JSON line whose keys match `bench_train.py` where they overlap:
-`step_ms` (mean of the timed steps), `step_ms_median`, `images_per_s`
-(batch x steps / elapsed), `peak_memory_mb` (`torch.cuda.max_memory_allocated`
-since the mode started; on the CPU the process's peak RSS, which includes
-earlier modes), `parameters` (trainable weights plus batch-norm statistics,
-as Keras's `count_params` counts them), and `losses`, the total loss of
-every timed step.
+The yardstick for `tools/bench_train.py`: the same network (a timm HRNet
+with random weights, or the timm-free `tiny`), losses, optimiser and
+synthetic batch, written the way a PyTorch user would write it
+(`keras_mtcl.analysis.reference_torch`). Modes: fp32 eager, bf16 autocast +
+channels_last, and compile (bf16 + torch.compile). Prints one JSON line per
+mode with the keys of `tools/bench_train.py` where they overlap (step_ms,
+step_ms_median, images_per_s, peak_memory_mb, parameters) and the loss of
+every timed step. Needs torch (the `torch` extra), and timm for the HRNets.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib.util
 import json
-import math
 import os
-import resource
-import statistics
 import sys
-import time
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from keras_mtcl import tasks as task_lib  # noqa: E402  (plain data: no Keras, no TensorFlow)
-
-MODES = ("fp32", "bf16", "compile")
-TIMM_MODELS = ("hrnet_w18_small_v2", "hrnet_w18", "hrnet_w48")
-
-
-# ----------------------------------------------------------------------------- network
-
-
-class _ConvBNReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int, stride: int = 1):
-        super().__init__(
-            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-        )
-
-
-class TinyMultiBranch(nn.Module):
-    """A small timm-free stand-in for HRNet's features: four maps at strides 4, 8, 16, 32.
-
-    A stride-4 stem, three stride-2 conv-BN-ReLU blocks for the coarser
-    branches, then one exchange: each branch adds the projected, upsampled
-    next coarser branch.
-
-    Args:
-        widths: channels of the four branches.
-
-    Input shape: (B, 3, H, W). Output: list of (B, widths[i], H / 4 / 2^i, W / 4 / 2^i).
-    """
-
-    def __init__(self, widths: Sequence[int] = (8, 16, 32, 64)):
-        super().__init__()
-        if len(widths) != 4 or min(widths) < 1:
-            raise ValueError(f"`widths` must be four positive channel counts. Received: widths={tuple(widths)}")
-        self.channels = [int(w) for w in widths]
-        first = self.channels[0]
-        self.stem = nn.Sequential(_ConvBNReLU(3, first, 2), _ConvBNReLU(first, first, 2))
-        pairs = list(zip(self.channels[:-1], self.channels[1:]))
-        self.downs = nn.ModuleList(_ConvBNReLU(a, b, 2) for a, b in pairs)
-        self.exchange = nn.ModuleList(nn.Conv2d(b, a, 1, bias=False) for a, b in pairs)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        branches = [self.stem(x)]
-        for down in self.downs:
-            branches.append(down(branches[-1]))
-        fused = [
-            branch + F.interpolate(proj(coarse), size=branch.shape[-2:], mode="bilinear", align_corners=False)
-            for branch, coarse, proj in zip(branches[:-1], branches[1:], self.exchange)
-        ]
-        return fused + [branches[-1]]
-
-
-def build_backbone(name: str) -> tuple[nn.Module, list[int]]:
-    """The backbone `name` (a timm HRNet name, or `"tiny"`) and the channels of its four maps, finest first."""
-    if name == "tiny":
-        net = TinyMultiBranch()
-        return net, list(net.channels)
-    try:
-        import timm
-    except ImportError as err:
-        raise SystemExit(
-            f"--model {name} needs timm (pip install timm, with a torchvision that matches torch), "
-            f"or use --model tiny. Import failed: {err}"
-        ) from None
-    net = timm.create_model(name, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
-    channels = list(net.feature_info.channels())
-    reductions = list(net.feature_info.reduction())
-    if reductions != [4, 8, 16, 32]:
-        raise SystemExit(f"--model {name}: expected branch strides [4, 8, 16, 32]. Received: {reductions}")
-    return net, channels
-
-
-class ReferenceNet(nn.Module):
-    """Backbone, branches upsampled to the finest map and concatenated, one conv1x1-BN-ReLU-conv1x1 head per task.
-
-    Args:
-        backbone: module returning a list of (B, C_i, H_i, W_i) maps, finest first.
-        channels: C_i of those maps.
-        specs: the `TaskSpec`s (name, channels).
-
-    Input shape: (B, 3, H, W). Output: {task: (B, C_task, H, W) float32}.
-    """
-
-    def __init__(self, backbone: nn.Module, channels: Sequence[int], specs):
-        super().__init__()
-        self.backbone = backbone
-        total = int(sum(channels))
-        self.heads = nn.ModuleDict(
-            {
-                t.name: nn.Sequential(
-                    nn.Conv2d(total, total, 1, bias=False),
-                    nn.BatchNorm2d(total),
-                    nn.ReLU(inplace=True),
-                    nn.Conv2d(total, t.channels, 1),
-                )
-                for t in specs
-            }
-        )
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(x)
-        size = features[0].shape[-2:]
-        concat = torch.cat(
-            [features[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in features[1:]],
-            dim=1,
-        )
-        return {
-            name: F.interpolate(head(concat).float(), size=x.shape[-2:], mode="bilinear", align_corners=False)
-            for name, head in self.heads.items()
-        }
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters plus batch-norm running statistics (what Keras's `count_params` counts)."""
-    params = sum(p.numel() for p in model.parameters())
-    stats = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
-    return int(params + stats)
-
-
-# ----------------------------------------------------------------------------- losses (keras_mtcl/losses.py in torch)
-
-
-def _safe_mean(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    return total / count.clamp(min=1.0)
-
-
-def cross_entropy(labels: torch.Tensor, logits: torch.Tensor, ignore_value: int = 255) -> torch.Tensor:
-    """labels (B, 1, H, W) class ids (any dtype), logits (B, C, H, W): mean over labels in 0..C-1."""
-    del ignore_value  # like losses.py: anything outside 0..C-1, 255 included, is ignored
-    labels = labels[:, 0].long()
-    valid = (labels >= 0) & (labels < logits.shape[1])
-    target = torch.where(valid, labels, torch.full_like(labels, -100))
-    total = F.cross_entropy(logits.float(), target, ignore_index=-100, reduction="sum")
-    return _safe_mean(total, valid.sum().float())
-
-
-def depth_l1(labels: torch.Tensor, prediction: torch.Tensor, ignore_value: int = 255) -> torch.Tensor:
-    """labels, prediction (B, 1, H, W): mean |prediction - label| where label > 0 and != ignore."""
-    valid = (labels > 0) & (labels != ignore_value)
-    error = torch.where(valid, (prediction.float() - labels).abs(), torch.zeros_like(labels))
-    return _safe_mean(error.sum(), valid.sum().float())
-
-
-def normals_l1(labels: torch.Tensor, prediction: torch.Tensor, ignore_value: int = 255) -> torch.Tensor:
-    """labels, prediction (B, 3, H, W): L1 to the normalised prediction, summed over channels, per valid pixel."""
-    prediction = F.normalize(prediction.float(), dim=1, eps=1e-12)
-    valid = (labels != ignore_value).all(dim=1) & (labels != 0).any(dim=1)
-    safe = torch.where(valid[:, None], labels, torch.zeros_like(labels))
-    error = torch.where(valid, (prediction - safe).abs().sum(dim=1), torch.zeros_like(labels[:, 0]))
-    return _safe_mean(error.sum(), valid.sum().float())
-
-
-def _binary_terms(labels, logits, ignore_value):
-    logits = logits.float()
-    valid = ((labels != ignore_value) & (labels >= 0)).float()
-    target = (labels > 0.5).float() * valid
-    positive_nll = F.softplus(-logits) * target * valid
-    negative_nll = F.softplus(logits) * (1.0 - target) * valid
-    return target, valid, positive_nll, negative_nll
-
-
-def weighted_bce(labels: torch.Tensor, logits: torch.Tensor, pos_weight: float = 0.95, ignore_value: int = 255):
-    """labels, logits (B, 1, H, W): BCE, positives weighted `pos_weight`, negatives 1 - `pos_weight`."""
-    _, valid, positive_nll, negative_nll = _binary_terms(labels, logits, ignore_value)
-    total = pos_weight * positive_nll.sum() + (1.0 - pos_weight) * negative_nll.sum()
-    return _safe_mean(total, valid.sum())
-
-
-def balanced_bce(labels: torch.Tensor, logits: torch.Tensor, ignore_value: int = 255) -> torch.Tensor:
-    """labels, logits (B, 1, H, W): BCE with positives weighted by the batch's fraction of negatives."""
-    target, valid, positive_nll, negative_nll = _binary_terms(labels, logits, ignore_value)
-    count = valid.sum()
-    weight = _safe_mean(((1.0 - target) * valid).sum(), count).detach()
-    return _safe_mean(weight * positive_nll.sum() + (1.0 - weight) * negative_nll.sum(), count)
-
-
-LOSSES: dict[str, Callable] = {
-    "cross_entropy": cross_entropy,
-    "depth_l1": depth_l1,
-    "normals_l1": normals_l1,
-    "weighted_bce": weighted_bce,
-    "balanced_bce": balanced_bce,
-}
-
-
-def total_loss(specs, labels: dict[str, torch.Tensor], predictions: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over tasks of `loss_weight` x the task's loss (float32 scalar)."""
-    total = torch.zeros((), device=next(iter(predictions.values())).device)
-    for t in specs:
-        if t.loss not in LOSSES:
-            raise ValueError(f"Task {t.name!r}: no torch loss {t.loss!r}. Expected one of {sorted(LOSSES)}.")
-        loss = LOSSES[t.loss](labels[t.name], predictions[t.name], ignore_value=t.ignore_value, **t.loss_options)
-        total = total + t.loss_weight * loss
-    return total
-
-
-# ----------------------------------------------------------------------------- data
-
-
-def _bench_train_module():
-    spec = importlib.util.spec_from_file_location("_bench_train", ROOT / "tools" / "bench_train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def make_torch_batch(specs, batch: int, height: int, width: int, device: torch.device, channels_last: bool):
-    """`bench_train.make_batch` as NCHW torch tensors on `device`.
-
-    Returns: image (B, 3, H, W) float32 and {task: label}: (B, C, H, W)
-    float32 for every kind (the losses read class ids back as integers).
-    """
-    x, y = _bench_train_module().make_batch(specs, batch, height, width)
-    image = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous().to(device)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    labels = {t.name: torch.from_numpy(y[t.name]).float().permute(0, 3, 1, 2).contiguous().to(device) for t in specs}
-    return image, labels
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no CUDA device. Use --device cpu or auto.")
-    return torch.device(name)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def run_mode(args, mode: str, device: torch.device) -> dict:
-    """Builds the network for `mode`, runs warm-up and timed steps, returns the JSON record."""
-    if mode not in MODES:
-        raise ValueError(f"Unknown mode. Expected one of {MODES}. Received: mode={mode!r}")
-    specs = task_lib.task_set(args.dataset)
-    bf16 = mode in ("bf16", "compile")
-    torch.manual_seed(args.seed)
-    backbone, channels = build_backbone(args.model)
-    model = ReferenceNet(backbone, channels, specs).to(device)
-    if bf16:
-        model = model.to(memory_format=torch.channels_last)
-    model.train()
-    image, labels = make_torch_batch(specs, args.batch, *args.size, device=device, channels_last=bf16)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=args.lr, weight_decay=0.004, eps=1e-7, fused=device.type == "cuda"
-    )
-
-    def forward_loss(x, y):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            predictions = model(x)
-        return total_loss(specs, y, predictions)
-
-    if mode == "compile":
-        forward_loss = torch.compile(forward_loss)
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = forward_loss(image, labels)
-        loss.backward()
-        optimizer.step()
-        return loss.detach()
-
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = args.cudnn_benchmark
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(args.warmup):
-        step()
-    _sync(device)
-    warmup_s = time.perf_counter() - start
-    times, losses = [], []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        losses.append(step())
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    elapsed = sum(times)
-    loss_values = [float(v) for v in torch.stack(losses).cpu()] if losses else []
-    record = {
-        "backend": "torch-reference",
-        "backbone": args.model,
-        "framework": "baseline",
-        "dataset": args.dataset,
-        "size": list(args.size),
-        "batch": args.batch,
-        "precision": "bf16" if bf16 else "fp32",
-        "mode": mode,
-        "compiled": mode == "compile",
-        "channels_last": bf16,
-        "regularizer": False,
-        "steps": args.steps,
-        "step_ms": 1000 * elapsed / args.steps,
-        "step_ms_median": 1000 * statistics.median(times),
-        "images_per_s": args.batch * args.steps / elapsed,
-        "warmup_s": warmup_s,
-        "peak_memory_mb": _peak_memory_mb(device),
-        "parameters": count_parameters(model),
-        "losses": loss_values,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32) if device.type == "cuda" else None,
-        "cudnn_benchmark": args.cudnn_benchmark if device.type == "cuda" else None,
-    }
-    if args.model != "tiny":
-        import timm
-
-        record["timm"] = timm.__version__
-    if not all(math.isfinite(v) for v in loss_values):
-        record["error"] = "non-finite loss"
-    return record
+from keras_mtcl.analysis import reference_torch as reference  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="hrnet_w18", help=f"timm HRNet name ({', '.join(TIMM_MODELS)}) or 'tiny'")
+    parser.add_argument("--model", default="hrnet_w18",
+                        help=f"timm HRNet name ({', '.join(reference.TIMM_MODELS)}) or 'tiny'")
     parser.add_argument("--dataset", default="nyud", help="task set of keras_mtcl.tasks: nyud or pascal")
     parser.add_argument("--size", nargs=2, type=int, default=[448, 576], metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=reference.MODES, default=list(reference.MODES))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-4)
@@ -417,24 +45,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="leave torch.backends.cudnn.benchmark off (on by default: the input size is fixed)",
     )
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.batch < 1:
-        parser.error(
-            "--steps and --batch must be >= 1 and --warmup >= 0. "
-            f"Received: --steps {args.steps} --batch {args.batch} --warmup {args.warmup}"
-        )
-    if min(args.size) < 32 or any(s % 32 for s in args.size):
-        parser.error(f"--size must be multiples of 32 (the coarsest branch has stride 32). Received: {args.size}")
-    device = resolve_device(args.device)
+    try:
+        setup = reference.ReferenceSetup(args.model, args.dataset, tuple(args.size), args.batch, args.steps,
+                                         args.warmup, args.lr, args.seed, args.cudnn_benchmark)
+        device = reference.resolve_device(args.device)
+        if args.model != "tiny":
+            reference.build_backbone(args.model)  # a missing timm or a wrong network fails before any timing
+    except (ValueError, ImportError) as error:
+        parser.error(str(error))
     for mode in args.modes:
-        print(json.dumps(run_mode(args, mode, device)), flush=True)
-        # Free this mode's network, optimiser state and compiled graphs before the next one.
-        torch._dynamo.reset()
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        print(json.dumps(reference.run_mode(setup, mode, device)), flush=True)
+        reference.release(device)
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.exit(main())

@@ -23,13 +23,14 @@ from pathlib import Path
 
 
 from keras_mtcl.cli import add_verbose_flag, quiet_tensorflow
+from keras_mtcl.data import list_datasets
 from keras_mtcl.errors import ConfigError, reports_user_errors, require_positive
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a .keras model file")
-    parser.add_argument("--dataset", default="synthetic", choices=["synthetic", "nyud", "pascal", "folder"])
+    parser.add_argument("--dataset", default="synthetic", choices=list_datasets())
     parser.add_argument("--split", default="val")
     parser.add_argument("--manual-dir", default="", help="the downloaded dataset (or custom folder)")
     parser.add_argument("--data-dir", default="", help="tfds data_dir (default ~/tensorflow_datasets)")
@@ -68,16 +69,17 @@ def main(argv=None) -> int:
     output = Path(args.output or model_path.parent / f"evaluation_{args.dataset}_{args.split}.json")
 
     from keras_mtcl import evaluation, metrics
-    from keras_mtcl.data import pipeline
+    from keras_mtcl.data import get_dataset, pipeline
     from keras_mtcl.data.sources import open_split
     from keras_mtcl.model import load_model
 
     print(f"Loading {model_path} ...", flush=True)
     model = load_model(model_path, compile=False)
-    if args.dataset != "synthetic" and not args.manual_dir:
+    reads_files = get_dataset(args.dataset).NEEDS_MANUAL_DIR
+    if reads_files and not args.manual_dir:
         raise ConfigError(f"dataset {args.dataset!r} is read from its downloaded folder: pass --manual-dir PATH.")
     output.parent.mkdir(parents=True, exist_ok=True)  # an unwritable report folder fails now, not after evaluating
-    if args.dataset != "synthetic":
+    if reads_files:
         from keras_mtcl.data.sources import DEFAULT_DATA_DIR
 
         where = args.data_dir or f"{DEFAULT_DATA_DIR} (the default; --data-dir chooses another)"

@@ -64,14 +64,10 @@ def main(argv=None) -> int:
     serving_root = Path(args.serving_root)
     serving_root.mkdir(parents=True, exist_ok=True)  # an unwritable --serving-root fails before the export
     print(f"Tracing the serving signatures and writing the SavedModel to {serving_root / args.name} ...", flush=True)
+    serving = export.ServingConfig(pad_multiple=args.pad_multiple)
     version_dir = export.export_for_serving(
-        model,
-        serving_root,
-        args.name,
-        version=args.version,
-        overwrite=args.overwrite,
-        base_path=args.base_path,
-        pad_multiple=args.pad_multiple,
+        model, serving_root, args.name, version=args.version, overwrite=args.overwrite, base_path=args.base_path,
+        serving=serving,
     )
     keras_path = serving_root / f"{args.name}.keras"
     export.inference_model(model).save(keras_path)
@@ -81,17 +77,17 @@ def main(argv=None) -> int:
     print(f"Outputs: {', '.join(export.output_names(model))}")
     if not args.no_verify:
         print("Verifying: loading the SavedModel back and comparing its outputs with the Keras model's ...", flush=True)
-        difference = export.verify_saved_model(model, version_dir, pad_multiple=args.pad_multiple)
+        difference = export.verify_saved_model(model, version_dir, serving=serving)
         print(
             f"Verified: SavedModel ({' and '.join(export.SIGNATURES)}) loaded back by TensorFlow, "
             f"max |difference| to Keras = {difference:.2e}"
         )
     if args.onnx:
         print(f"Converting to ONNX ({serving_root / f'{args.name}.onnx'}) ...", flush=True)
-        onnx_path = export.export_onnx(model, serving_root / f"{args.name}.onnx", pad_multiple=args.pad_multiple)
+        onnx_path = export.export_onnx(model, serving_root / f"{args.name}.onnx", serving)
         print(f"ONNX model: {onnx_path}")
         if not args.no_verify:
-            difference = export.verify_onnx(model, onnx_path, pad_multiple=args.pad_multiple)
+            difference = export.verify_onnx(model, onnx_path, serving=serving)
             print(f"Verified: ONNX model run by onnxruntime, max |difference| to Keras = {difference:.2e}")
     try:
         print(f"Serve with TF Serving: {export.docker_command(serving_root)}")

@@ -83,7 +83,10 @@ def check_output_folder(out: Path, files: list[Path]) -> None:
 
 
 def load_predictor(model_path: Path, pad_multiple: int):
-    """(predict one (H, W, 3) uint8 image -> {output name: array}, task specs, description) for either model kind."""
+    """(predict one (H, W, 3) uint8 image -> {output name: array}, task specs, description) for either model kind.
+
+    `pad_multiple` applies to a `.keras` model; a SavedModel pads as it was exported.
+    """
     if model_path.is_dir():
         from keras_mtcl import export
 
@@ -94,14 +97,16 @@ def load_predictor(model_path: Path, pad_multiple: int):
 
         return predict_saved, specs, f"SavedModel {version_dir}"
 
+    from keras_mtcl.export import ServingConfig
     from keras_mtcl.inference import predict_image, serving_outputs
     from keras_mtcl.model import load_model
 
     model = load_model(model_path, compile=False)
     specs = list(model.task_specs)
+    serving = ServingConfig(pad_multiple=pad_multiple)
 
     def predict_keras(image):
-        return serving_outputs(specs, predict_image(model, image, pad_multiple=pad_multiple))
+        return serving_outputs(specs, predict_image(model, image, serving))
 
     return predict_keras, specs, f"Keras model {model_path}"
 
@@ -126,7 +131,8 @@ def main(argv=None) -> int:
     import numpy as np
     from PIL import Image
 
-    from keras_mtcl.data.decode import CorruptFileError, read_rgb
+    from keras_mtcl.data.decode import read_rgb
+    from keras_mtcl.data.errors import CorruptFileError
     from keras_mtcl.inference import panel_maps
     from keras_mtcl.visualize import prediction_panel
 

@@ -2,8 +2,8 @@
 
 Shared by the NYUD-v2 (`keras_mtcl.data.nyud`), PASCAL-Context
 (`keras_mtcl.data.pascal`) and custom-folder (`keras_mtcl.data.folder`)
-builders. Everything here is numpy, Pillow and scipy; tensorflow-datasets is
-imported only by the few helpers that build or read a tfds dataset.
+builders. Everything here is numpy, Pillow and scipy; building and reading a
+tfds dataset is `keras_mtcl.data.builder`'s.
 
 Decoded labels follow the conventions of `keras_mtcl.tasks`:
 
@@ -18,23 +18,27 @@ A label whose height and width differ from its image is resized to the image
 with nearest-neighbour sampling, source index `floor(i * src / dst)` (OpenCV's
 `INTER_NEAREST`, which the reference loaders use), for every label kind.
 
-Problems with files from outside raise the named exceptions below; each
-message names the file, says what was expected and how to fix it.
+Problems with files from outside raise the errors of
+`keras_mtcl.data.errors`; each message names the file, says what was
+expected and how to fix it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
-import os
 import pathlib
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from keras_mtcl.kinds import IGNORE_INDEX, get_kind
+from keras_mtcl.data.errors import (
+    CorruptFileError,
+    DatasetLayoutError,
+    LabelRangeError,
+    LabelShapeError,
+    MissingManualDownloadError,
+)
+from keras_mtcl.kinds import IGNORE_INDEX
 
 logger = logging.getLogger("keras_mtcl.data")
 
@@ -42,46 +46,6 @@ PathLike = str | pathlib.Path
 
 # How many offending items an error message lists before it says "and N more".
 MAX_LISTED = 10
-
-
-class DatasetLayoutError(ValueError):
-    """A dataset folder or file is not laid out as any supported release expects."""
-
-
-class MissingManualDownloadError(FileNotFoundError):
-    """A file or folder that the user must download and place by hand is missing."""
-
-
-class LabelRangeError(ValueError):
-    """A label holds values outside its allowed range (or NaN / infinite values)."""
-
-
-class LabelShapeError(ValueError):
-    """A label or image has the wrong number of dimensions or channels."""
-
-
-class CorruptFileError(ValueError):
-    """A file exists but cannot be read in its expected format."""
-
-
-class ManifestError(ValueError):
-    """A custom-folder manifest is missing, malformed or inconsistent."""
-
-
-class PathEscapeError(ManifestError):
-    """A path in a manifest points outside the dataset root."""
-
-
-class EmptySplitError(ValueError):
-    """A requested split has no examples in the source dataset."""
-
-
-class PreparedDatasetMismatchError(ValueError):
-    """A prepared dataset in `data_dir` was built from another source folder, or from files changed since."""
-
-
-class UnknownSplitError(ValueError):
-    """A requested split is not defined by the source dataset (e.g. a manifest without a `"val"` split)."""
 
 
 def listing(items: Sequence[Any], limit: int = MAX_LISTED) -> str:
@@ -517,188 +481,3 @@ def decode_binary(
     if ignore_value is not None:
         out[values == ignore_value] = IGNORE_INDEX
     return out[..., None]
-
-
-# ------------------------------------------------------------- tfds utilities
-
-
-def config_name(tasks: Sequence[str]) -> str:
-    """Name of a builder config holding `tasks`, e.g. `"semseg-depth"`."""
-    return "-".join(tasks)
-
-
-def task_subsets(tasks: Sequence[str]) -> list[tuple[str, ...]]:
-    """Every non-empty subset of `tasks` in their order, the full set first."""
-    n = len(tasks)
-    subsets = [tuple(t for i, t in enumerate(tasks) if mask >> i & 1) for mask in range(1, 2**n)]
-    return sorted(subsets, key=lambda s: (-len(s), [tasks.index(t) for t in s]))
-
-
-def features_for(kinds: Mapping[str, str]):
-    """The tfds `FeaturesDict` of an example with the given {task: kind name}.
-
-    "image" is stored as PNG (lossless: the pixels are those decoded from the
-    source files with Pillow), each label as its kind's `tfds_feature`
-    (discrete kinds: 1-channel PNG; depth and normals: zlib-compressed
-    float32 tensors).
-
-    Raises:
-        ValueError: for an unknown kind name.
-    """
-    import tensorflow_datasets as tfds
-
-    features = {
-        "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8, encoding_format="png"),
-        "id": tfds.features.Text(),
-    }
-    for task, kind in kinds.items():
-        features[task] = get_kind(kind).tfds_feature()
-    return tfds.features.FeaturesDict(features)
-
-
-def png_bytes(array: np.ndarray, compress_level: int = 1) -> bytes:
-    """Encodes (H, W, 3) or (H, W, 1) uint8 as PNG bytes with Pillow.
-
-    tfds stores these bytes as they are; Pillow at a low compression level is
-    an order of magnitude faster than tfds's own TensorFlow PNG encoder.
-    """
-    from PIL import Image
-
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
-
-
-def to_tfds_example(example: Mapping[str, Any], kinds: Mapping[str, str]) -> dict:
-    """Replaces the image and the labels of discrete kinds ({task: kind name}) of a numpy example by PNG bytes."""
-    out = dict(example)
-    out["image"] = png_bytes(example["image"])
-    for task, kind in kinds.items():
-        if get_kind(kind).discrete:
-            out[task] = png_bytes(example[task])
-    return out
-
-
-# The record of a prepared dataset's source, in its version folder (`builder.data_dir`).
-SOURCE_RECORD = "keras_mtcl_source.json"
-
-
-def source_fingerprint(root: PathLike, files: Iterable[PathLike]) -> dict[str, Any]:
-    """What a prepared dataset records of its source: the resolved folder and a digest of its files.
-
-    The digest covers each file's path relative to `root`, size and modification time (ns): cheap
-    enough to recompute on every load, and it changes when a file is edited, added or removed.
-    A listed file that does not exist counts as such (the build itself names it).
-
-    Returns:
-        {"source": resolved root, "files": number of files, "digest": sha256 hex digest}.
-    """
-    lines = set()
-    for path in files:
-        try:
-            stat = os.stat(path)
-            state = f"{stat.st_size}\t{stat.st_mtime_ns}"
-        except (FileNotFoundError, NotADirectoryError):
-            state = "missing"
-        lines.add(f"{pathlib.Path(os.path.relpath(path, root)).as_posix()}\t{state}\n")
-    digest = hashlib.sha256("".join(sorted(lines)).encode()).hexdigest()
-    return {"source": str(pathlib.Path(root).resolve()), "files": len(lines), "digest": digest}
-
-
-def check_prepared_source(prepared: PathLike, fingerprint: Mapping[str, Any], rebuild: str) -> None:
-    """Raises `PreparedDatasetMismatchError` unless `prepared` records `fingerprint` as its source.
-
-    Args:
-        prepared: the prepared dataset's version folder.
-        fingerprint: the source's `source_fingerprint` now.
-        rebuild: how to rebuild it, for the message.
-    """
-    prepared = pathlib.Path(prepared)
-    source = fingerprint["source"]
-    try:
-        stored = json.loads((prepared / SOURCE_RECORD).read_text())
-    except (OSError, ValueError):
-        stored = None  # prepared by an older version of the package, or a damaged record
-    if isinstance(stored, dict) and stored.get("source") == source and stored.get("digest") == fingerprint["digest"]:
-        return
-    if not isinstance(stored, dict) or "source" not in stored:
-        problem = f"does not record which source folder it was built from, so it may not hold {source}"
-    elif stored["source"] != source:
-        problem = f"was built from another source folder, {stored['source']}, not {source}"
-    else:
-        problem = (f"was built from {source}, whose files changed since ({stored.get('files')} files then, "
-                   f"{fingerprint['files']} now; a size or modification time differs, or a file was added or removed)")
-    raise PreparedDatasetMismatchError(
-        f"The prepared dataset {prepared} {problem}. Delete {prepared} to prepare it again from {source}, "
-        f"choose another data_dir, or {rebuild}."
-    )
-
-
-def download_and_prepare(builder, manual_dir: PathLike, overwrite: bool = False) -> None:
-    """Builds a manual-download dataset offline into the builder's `data_dir`, or reuses its prepared copy.
-
-    A prepared copy records its source (`source_fingerprint` of `builder.source_files(manual_dir)`) and is
-    reused only for that same folder with unchanged files.
-
-    Args:
-        builder: a tfds builder of this package (a `ManualTaskBuilder`).
-        manual_dir: the folder holding the downloaded files.
-        overwrite: rebuild even if the dataset was already prepared (the
-            source files are never touched).
-
-    Raises:
-        PreparedDatasetMismatchError: if a prepared copy exists, `overwrite`
-            is false and it was built from another folder or from files that
-            changed since (or does not record its source).
-    """
-    import tensorflow_datasets as tfds
-
-    prepared = pathlib.Path(builder.data_dir)
-    # Taken before the build: a file changed during it makes the record stale, never wrongly current.
-    fingerprint = source_fingerprint(manual_dir, builder.source_files(manual_dir))
-    reuse = prepared.exists() and not overwrite  # what tfds takes for "prepared"
-    if reuse:
-        check_prepared_source(
-            prepared, fingerprint,
-            f"rebuild it with overwrite=True (--overwrite of `python -m {type(builder).__module__}`)",
-        )
-    mode = tfds.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite else tfds.GenerateMode.REUSE_DATASET_IF_EXISTS
-    config = tfds.download.DownloadConfig(
-        manual_dir=str(manual_dir),
-        download_mode=mode,
-        compute_stats=tfds.download.ComputeStatsMode.SKIP,
-        try_download_gcs=False,
-    )
-    builder.download_and_prepare(download_config=config)
-    if not reuse:
-        temporary = prepared / f".{SOURCE_RECORD}.tmp"
-        temporary.write_text(json.dumps(fingerprint))
-        os.replace(temporary, prepared / SOURCE_RECORD)  # a reader never sees half a record
-
-
-def load_split(builder, split: str, shuffle_files: bool = False):
-    """`builder.as_dataset(split)` with a clear error for an empty or unknown split.
-
-    Returns:
-        A `tf.data.Dataset` of example dicts ("image", "id", one entry per task).
-
-    Raises:
-        EmptySplitError: if the split's source list was empty (it is not generated).
-        UnknownSplitError: if the split does not exist.
-    """
-    splits = list(builder.info.splits.keys())
-    if split not in splits:
-        empty = list(builder.info.metadata.get("empty_splits", []) if builder.info.metadata else [])
-        if split in empty:
-            raise EmptySplitError(
-                f"Split {split!r} of {builder.info.full_name} has no examples: its split file in the source "
-                f"dataset is empty. Available splits: {splits}."
-            )
-        raise UnknownSplitError(
-            f"Unknown split: {builder.info.full_name} has no split {split!r}, only {splits}. For a custom folder, "
-            f"list a {split!r} split file under \"splits\" in its manifest.json. Received: split={split!r}"
-        )
-    return builder.as_dataset(split=split, shuffle_files=shuffle_files)

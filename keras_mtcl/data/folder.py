@@ -77,32 +77,31 @@ or `mtcl-prepare folder --manual-dir /data/my_rooms --data-dir /data/tfds`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
-import sys
 import json
 import pathlib
 import re
+import sys
 import types
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl import tasks as task_lib
-from keras_mtcl.data import decode
-from keras_mtcl.errors import reports_user_errors
-from keras_mtcl.data.builders import ManualTaskBuilder
-from keras_mtcl.data.decode import (
+from keras_mtcl.data import decode, register_dataset
+from keras_mtcl.data.decode import PathLike, listing
+from keras_mtcl.data.builder import ManualTaskBuilder, read_split_files
+from keras_mtcl.data.errors import (
+    EmptySplitError,
+    LabelRangeError,
     ManifestError,
     MissingManualDownloadError,
     PathEscapeError,
-    PathLike,
-    listing,
 )
+from keras_mtcl.errors import ConfigError
 from keras_mtcl.kinds import get_kind
-
 MANIFEST_NAME = "manifest.json"
 IMAGE_FORMATS = ("png", "jpg")
 LABEL_FORMATS = ("png", "npy")
@@ -228,10 +227,10 @@ def _decode_normals(entry: TaskEntry, raw, path: PathLike):
 def _decode_binary(entry: TaskEntry, raw, path: PathLike):
     try:
         return decode.decode_binary(raw, path, entry.name, positive=entry.positive_value, ignore_value=entry.ignore_value)
-    except decode.LabelRangeError as error:
+    except LabelRangeError as error:
         stored = set(np.unique(np.asarray(raw)).tolist())
         if entry.positive_value != 1 and stored <= {0, 1, entry.ignore_value}:
-            raise decode.LabelRangeError(
+            raise LabelRangeError(
                 f"{error} It stores {{0, 1}}: set \"positive_value\": 1 in the manifest entry of {entry.name!r}."
             ) from None
         raise
@@ -439,49 +438,36 @@ def read_example(root: PathLike, manifest: Manifest, image_id: str) -> dict:
     return example
 
 
-def read_splits(root: PathLike, manifest: Manifest) -> dict[str, list[str]]:
-    """{split: ids}; without `splits` in the manifest, every image is in `"train"`."""
-    root = pathlib.Path(root)
-    if manifest.splits is None:
-        image_dir = root / manifest.image_dir
-        if not image_dir.is_dir():
-            raise MissingManualDownloadError(f"Image folder {image_dir} (images.dir) not found.")
-        suffix = f".{manifest.image_format}"
-        ids = sorted(p.stem for p in image_dir.iterdir() if p.suffix.lower() == suffix and not p.name.startswith("."))
-        splits = {"train": ids}
-    else:
-        splits = {s: decode.read_split_file(resolve_inside(root, f, f"splits.{s}")) for s, f in manifest.splits.items()}
-    if not any(splits.values()):
-        raise decode.EmptySplitError(
-            f"The dataset {root} has no examples: every split is empty. List one image id per line in the split files."
-        )
-    return splits
-
-
-def check_files(root: PathLike, manifest: Manifest, ids: Sequence[str]) -> None:
-    """Checks that every file of `ids` exists and stays inside `root`.
+def split_files(root: PathLike, manifest: Manifest) -> dict[str, pathlib.Path]:
+    """{split: its split file} of the manifest's `splits` (none without them).
 
     Raises:
-        MissingManualDownloadError: naming the missing files.
-        PathEscapeError: naming a file that is a link leading outside `root`.
+        PathEscapeError: for a split file outside `root`.
+    """
+    return {s: resolve_inside(root, f, f"splits.{s}") for s, f in (manifest.splits or {}).items()}
+
+
+def read_splits(root: PathLike, manifest: Manifest) -> dict[str, list[str]]:
+    """{split: ids}; without `splits` in the manifest, every image is in `"train"`.
+
+    Raises:
+        MissingManualDownloadError: for a missing split file or image folder.
+        EmptySplitError: if every split is empty.
     """
     root = pathlib.Path(root)
-    real_root = root.resolve()
-    paths = [p for i in ids for p in _files(root, manifest, i).values()]
-    missing = decode.missing_files(paths)
-    if missing:
-        expected = [f"{manifest.image_dir}/<id>.{manifest.image_format}"]
-        expected += [f"{e.dir}/<id>.{e.format}" for e in manifest.tasks.values()]
-        raise MissingManualDownloadError(
-            f"{len(missing)} file(s) of the dataset {root} are missing: {listing(missing)}. The manifest expects, "
-            f"for every id of the splits: {', '.join(expected)}."
+    if manifest.splits is not None:
+        return read_split_files(root, split_files(root, manifest), f"The manifest of {root}")
+    image_dir = root / manifest.image_dir
+    if not image_dir.is_dir():
+        raise MissingManualDownloadError(f"Image folder {image_dir} (images.dir) not found.")
+    suffix = f".{manifest.image_format}"
+    ids = sorted(p.stem for p in image_dir.iterdir() if p.suffix.lower() == suffix and not p.name.startswith("."))
+    if not ids:
+        raise EmptySplitError(
+            f"The dataset {root} has no examples: {image_dir} holds no {suffix} image, and the manifest lists no "
+            "split files."
         )
-    outside = [p for p in paths if not p.resolve().is_relative_to(real_root)]
-    if outside:
-        raise PathEscapeError(
-            f"Files of the dataset {root} are symbolic links leading outside the root: {listing(outside)}. "
-            "Copy the data into the root instead."
-        )
+    return {"train": ids}
 
 
 @dataclasses.dataclass(eq=False)
@@ -495,6 +481,7 @@ class FolderConfig(tfds.core.BuilderConfig):
         return f"FolderConfig(name={self.name!r}, version={str(self.version)!r})"
 
 
+@register_dataset("folder")
 class MultiTaskFolder(ManualTaskBuilder):
     """A user's multi-task dataset described by a manifest; build it with `folder.prepare`."""
 
@@ -504,6 +491,7 @@ class MultiTaskFolder(ManualTaskBuilder):
         "Pass the dataset root (the folder holding manifest.json, images/ and one folder per task) as "
         "`manual_dir`; the manifest format is in the docstring of keras_mtcl.data.folder."
     )
+    TITLE = "custom folder"
 
     @property
     def manifest(self) -> Manifest:
@@ -523,26 +511,76 @@ class MultiTaskFolder(ManualTaskBuilder):
     def task_kinds(self) -> dict[str, str]:
         return {n: e.kind for n, e in self.manifest.tasks.items()}
 
+    def task_specs(self) -> list[task_lib.TaskSpec]:
+        return task_specs(self.manifest)
+
     def describe(self) -> str:
         return f"Custom multi-task folder {self.manifest.name!r} with tasks {list(self.tasks)}."
 
+    @classmethod
+    def find_root(cls, manual_dir: PathLike) -> pathlib.Path:
+        """The dataset root is `manual_dir` itself (`read_manifest` says what is missing)."""
+        return pathlib.Path(manual_dir)
+
+    @classmethod
+    def config_for(cls, root: pathlib.Path, tasks: Sequence[str] | None) -> FolderConfig:
+        """The config of the manifest of `root` (its name and version name the prepared copy)."""
+        if tasks is not None:
+            raise ConfigError(f"A custom folder carries the tasks of its manifest.json: pass no `tasks`. "
+                              f"Received: tasks={tasks!r}")
+        manifest = read_manifest(root)
+        return FolderConfig(name=manifest.name, version=manifest.version, manifest=manifest,
+                            description=f"Custom folder {manifest.name}.")
+
+    @classmethod
+    def tasks_and_splits(cls, manual_dir: PathLike | None) -> tuple[list[str] | None, list[str] | None]:
+        """The manifest's tasks and splits; (None, None) without `manual_dir`."""
+        if not manual_dir:
+            return None, None
+        manifest = read_manifest(manual_dir)
+        return list(manifest.tasks), list(read_splits(manual_dir, manifest))
+
+    def split_files(self, root: PathLike) -> dict[str, pathlib.Path]:
+        return split_files(root, self.manifest)
+
+    def read_splits(self, root: PathLike) -> dict[str, list[str]]:
+        return read_splits(root, self.manifest)
+
+    def example_files(self, root: pathlib.Path, image_id: str) -> list[pathlib.Path]:
+        return list(_files(root, self.manifest, image_id).values())
+
+    def read_example(self, root: pathlib.Path, image_id: str) -> dict:
+        return read_example(root, self.manifest, image_id)
+
     def source_files(self, manual_dir: PathLike) -> list[pathlib.Path]:
         """The manifest, the split files and every file of the ids they list."""
-        root = pathlib.Path(manual_dir)
-        files = [root / MANIFEST_NAME]
-        files += [resolve_inside(root, f, f"splits.{s}") for s, f in (self.manifest.splits or {}).items()]
-        for ids in read_splits(root, self.manifest).values():
-            files += [p for i in ids for p in _files(root, self.manifest, i).values()]
-        return files
+        return [pathlib.Path(manual_dir) / MANIFEST_NAME, *super().source_files(manual_dir)]
 
-    def _split_generators(self, dl_manager):
-        root = self.manual_root(dl_manager)
-        splits = read_splits(root, self.manifest)
-        for ids in splits.values():
-            check_files(root, self.manifest, ids)
-        empty = [s for s, ids in splits.items() if not ids]
-        for split in empty:
-            decode.logger.warning("Split %r of %s is empty: it is not generated.", split, root)
+    def check_tasks(self, root: pathlib.Path) -> None:
+        """Nothing to check: the manifest's tasks are the config's, and `check_files` checks their files."""
+
+    def check_files(self, root: pathlib.Path, ids: Sequence[str]) -> None:
+        """Checks that every file of `ids` exists and stays inside `root`.
+
+        Raises:
+            MissingManualDownloadError: naming the missing files.
+            PathEscapeError: naming a file that is a link leading outside `root`.
+        """
+        super().check_files(root, ids)
+        real_root = root.resolve()
+        outside = [p for i in ids for p in self.example_files(root, i) if not p.resolve().is_relative_to(real_root)]
+        if outside:
+            raise PathEscapeError(
+                f"Files of the dataset {root} are symbolic links leading outside the root: {listing(outside)}. "
+                "Copy the data into the root instead."
+            )
+
+    def missing_files_hint(self, root: pathlib.Path) -> str:
+        expected = [f"{self.manifest.image_dir}/<id>.{self.manifest.image_format}"]
+        expected += [f"{e.dir}/<id>.{e.format}" for e in self.manifest.tasks.values()]
+        return f"The manifest expects, for every id of the splits: {', '.join(expected)}."
+
+    def generation_metadata(self, root: pathlib.Path, splits: Mapping[str, list[str]]) -> dict[str, Any]:
         for (first, ids_a), (second, ids_b) in itertools.combinations(splits.items(), 2):
             shared = sorted(set(ids_a) & set(ids_b))
             if shared:
@@ -551,61 +589,15 @@ class MultiTaskFolder(ManualTaskBuilder):
                     "optimistic. Fix the split files if this is not intended.",
                     first, second, root, len(shared), listing(shared),
                 )
-        self.info.metadata.update(
-            {
-                "tasks": list(self.tasks),
-                "kinds": self.task_kinds(),
-                "num_classes": {n: e.num_classes for n, e in self.manifest.tasks.items() if e.num_classes is not None},
-                "empty_splits": empty,
-            }
-        )
-        return {s: self._generate_examples(root, ids) for s, ids in splits.items() if ids}
-
-    def _generate_examples(self, root, ids) -> Iterator[tuple[str, dict]]:
-        kinds = self.task_kinds()
-        for image_id in ids:
-            yield image_id, decode.to_tfds_example(read_example(root, self.manifest, image_id), kinds)
+        return {
+            "kinds": self.task_kinds(),
+            "num_classes": {n: e.num_classes for n, e in self.manifest.tasks.items() if e.num_classes is not None},
+        }
 
 
-def prepare(root: PathLike, data_dir: PathLike, overwrite: bool = False) -> MultiTaskFolder:
-    """Builds a custom folder into `data_dir` (offline) and returns the builder.
-
-    Args:
-        root: the dataset root holding `manifest.json`.
-        data_dir: where tfds writes the prepared dataset.
-        overwrite: rebuild even if this name and version were already prepared.
-
-    Raises:
-        MissingManualDownloadError, ManifestError, PathEscapeError, and the
-        label errors of `keras_mtcl.data.decode`.
-    """
-    root = pathlib.Path(root)
-    manifest = read_manifest(root)
-    config = FolderConfig(name=manifest.name, version=manifest.version, manifest=manifest,
-                          description=f"Custom folder {manifest.name}.")
-    builder = MultiTaskFolder(data_dir=str(data_dir), config=config)
-    decode.download_and_prepare(builder, root, overwrite=overwrite)
-    return builder
-
-
-def load_split(builder: MultiTaskFolder, split: str, shuffle_files: bool = False):
-    """The `tf.data.Dataset` of one split; see `keras_mtcl.data.decode.load_split`."""
-    return decode.load_split(builder, split, shuffle_files=shuffle_files)
-
-
-@reports_user_errors
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: prepare a custom folder."""
-    parser = argparse.ArgumentParser(description="Prepare a custom multi-task folder (tfds) from its manifest.")
-    parser.add_argument("--manual-dir", "--root", dest="root", required=True, help="Dataset root holding manifest.json.")
-    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="Where the prepared dataset is written.")
-    parser.add_argument("--overwrite", action="store_true", help="Rebuild an already prepared version.")
-    args = parser.parse_args(argv)
-    builder = prepare(args.root, args.data_dir, args.overwrite)
-    splits = {name: info.num_examples for name, info in builder.info.splits.items()}
-    print(f"{builder.info.full_name}: tasks {list(builder.tasks)}, splits {splits}, in {builder.data_dir}")
-    return 0
-
+prepare = MultiTaskFolder.prepare
+load_split = MultiTaskFolder.load_split
+main = MultiTaskFolder.main
 
 if __name__ == "__main__":
     sys.exit(main())

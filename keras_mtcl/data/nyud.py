@@ -47,29 +47,23 @@ or from a shell:
 
 from __future__ import annotations
 
-import argparse
-import sys
 import dataclasses
 import pathlib
+import sys
 import types
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_mtcl.data import decode
-from keras_mtcl.errors import ConfigError, reports_user_errors
-from keras_mtcl.data.builders import ManualTaskBuilder
-from keras_mtcl.data.decode import (
-    DatasetLayoutError,
-    EmptySplitError,
-    MissingManualDownloadError,
-    PathLike,
-    listing,
-)
+from keras_mtcl.data import decode, register_dataset
+from keras_mtcl.data.builder import ManualTaskBuilder, subset_configs
+from keras_mtcl.data.decode import PathLike
+from keras_mtcl.data.errors import DatasetLayoutError, MissingManualDownloadError
+from keras_mtcl.tasks import TASK_SETS
 
-TASKS = ("semseg", "depth", "normals", "edge")
-NUM_CLASSES = 40
+TASKS = TASK_SETS["nyud"]["tasks"]
+NUM_CLASSES = TASK_SETS["nyud"]["num_classes"]["semseg"]
 SPLITS = ("train", "val")
 ROOT_NAMES = ("NYUD_MT", "NYUDv2")
 IMAGE_DIR = "images"
@@ -143,35 +137,6 @@ def _layout_table() -> str:
     return "; ".join(layout.describe() for layout in LAYOUTS.values())
 
 
-def find_root(manual_dir: PathLike) -> pathlib.Path:
-    """The dataset folder: `manual_dir` itself or its `NYUD_MT/` / `NYUDv2/` subfolder.
-
-    Raises:
-        MissingManualDownloadError: if no folder with an `images/` folder is found.
-        DatasetLayoutError: if `manual_dir` holds more than one release.
-    """
-    manual_dir = pathlib.Path(manual_dir)
-    if not manual_dir.is_dir():
-        raise MissingManualDownloadError(
-            f"The NYUD-v2 folder {manual_dir} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-        )
-    if (manual_dir / IMAGE_DIR).is_dir():
-        return manual_dir
-    found = [manual_dir / name for name in ROOT_NAMES if (manual_dir / name / IMAGE_DIR).is_dir()]
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        raise DatasetLayoutError(
-            f"{manual_dir} holds more than one NYUD-v2 release: {[str(f) for f in found]}. "
-            "Pass one of them as `manual_dir`."
-        )
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in manual_dir.iterdir())
-    raise MissingManualDownloadError(
-        f"No NYUD-v2 dataset in {manual_dir}: expected an `{IMAGE_DIR}/` folder in it or in one of "
-        f"{[n + '/' for n in ROOT_NAMES]}. Found: [{listing(entries)}].\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-    )
-
-
 def _task_folders(root: pathlib.Path) -> dict[str, dict[str, int]]:
     """{task: {extension: count}} of the task folders that hold data files."""
     found = {}
@@ -225,7 +190,7 @@ def available_tasks(manual_dir: PathLike) -> tuple[str, ...]:
 
     Example: `available_tasks("../shared/data/nyud_real10")` is `("semseg", "depth")`.
     """
-    root = find_root(manual_dir)
+    root = NyudMultiTask.find_root(manual_dir)
     detect_layout(root)
     return tuple(t for t in TASKS if t in _task_folders(root))
 
@@ -285,46 +250,7 @@ def read_example(root: PathLike, layout: str, image_id: str, tasks: Sequence[str
     return example
 
 
-def read_splits(root: PathLike) -> dict[str, list[str]]:
-    """{split: ids} from `gt_sets/train.txt` and `gt_sets/val.txt` (an empty file gives [])."""
-    root = pathlib.Path(root)
-    splits = {}
-    for split in SPLITS:
-        path = root / SPLIT_DIR / f"{split}.txt"
-        if not path.is_file():
-            raise MissingManualDownloadError(
-                f"Split file {path} not found. Every NYUD-v2 layout has {SPLIT_DIR}/train.txt and "
-                f"{SPLIT_DIR}/val.txt (one id per line, no extension); copy them from the release."
-            )
-        splits[split] = decode.read_split_file(path)
-    if not any(splits.values()):
-        raise EmptySplitError(
-            f"Every split file in {root / SPLIT_DIR} is empty: there is nothing to build. "
-            "Each line of train.txt / val.txt names one image id."
-        )
-    return splits
-
-
-def check_files(root: PathLike, layout: str, tasks: Sequence[str], ids: Sequence[str]) -> None:
-    """Raises `MissingManualDownloadError` naming the missing files, if any."""
-    paths = [image_path(root, layout, i) for i in ids]
-    paths += [label_path(root, layout, t, i) for t in tasks for i in ids]
-    missing = decode.missing_files(paths)
-    if missing:
-        raise MissingManualDownloadError(
-            f"{len(missing)} file(s) listed by the split files are missing from the NYUD-v2 folder {root} "
-            f"({LAYOUTS[layout].describe()}): {listing(missing)}. Re-extract the release so that every id "
-            f"in {SPLIT_DIR}/*.txt has its image and label files."
-        )
-
-
-@dataclasses.dataclass(eq=False)
-class NyudConfig(tfds.core.BuilderConfig):
-    """A NYUD-v2 config: the tasks its examples carry."""
-
-    tasks: tuple[str, ...] = TASKS
-
-
+@register_dataset("nyud")
 class NyudMultiTask(ManualTaskBuilder):
     """NYUD-v2 multi-task (semseg 40 classes, depth, normals, edge), built from a manual download."""
 
@@ -337,128 +263,47 @@ class NyudMultiTask(ManualTaskBuilder):
     )
     HOMEPAGE = "https://cs.nyu.edu/~silberman/datasets/nyu_depth_v2.html"
     CITATION = "Silberman, Hoiem, Kohli, Fergus. Indoor Segmentation and Support Inference from RGBD Images. ECCV 2012."
-    BUILDER_CONFIGS = [
-        NyudConfig(name=decode.config_name(s), tasks=s, description=f"NYUD-v2 with tasks {', '.join(s)}.")
-        for s in decode.task_subsets(TASKS)
-    ]
+    TITLE = "NYUD-v2"
+    TASKS = TASKS
+    SPLITS = SPLITS
+    ROOT_MARKER = IMAGE_DIR
+    ROOT_NAMES = ROOT_NAMES
+    SPLIT_DIR = SPLIT_DIR
+    TASK_FILES = types.MappingProxyType({t: f"{d}/" for t, d in TASK_DIRS.items()})
+    BUILDER_CONFIGS = subset_configs("NYUD-v2", TASKS)
 
-    def source_files(self, manual_dir: PathLike) -> list[pathlib.Path]:
-        """The split files and the image and label files of every id they list."""
-        root = find_root(manual_dir)
-        layout = detect_layout(root)
-        files = [root / SPLIT_DIR / f"{split}.txt" for split in SPLITS]
-        for ids in read_splits(root).values():
-            files += [image_path(root, layout, i) for i in ids]
-            files += [label_path(root, layout, t, i) for t in self.tasks for i in ids]
-        return files
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._layouts: dict[pathlib.Path, str] = {}
 
-    def _split_generators(self, dl_manager):
-        root = find_root(self.manual_root(dl_manager))
-        layout = detect_layout(root)
-        present = tuple(t for t in TASKS if t in _task_folders(root))
-        absent = [t for t in self.tasks if t not in present]
-        if absent:
-            raise MissingManualDownloadError(
-                f"Config {self.builder_config.name!r} needs tasks {absent}, but {root} has no "
-                f"{[TASK_DIRS[t] + '/' for t in absent]} folder. The folder carries tasks {list(present)}: "
-                f"build config {decode.config_name(present)!r} (what `nyud.prepare` does), or add the missing "
-                f"folders ({LAYOUTS[layout].describe()})."
-            )
-        splits = read_splits(root)
-        for ids in splits.values():
-            check_files(root, layout, self.tasks, ids)
-        empty = [s for s, ids in splits.items() if not ids]
-        for split in empty:
-            decode.logger.warning("NYUD-v2 split %r is empty (%s): it is not generated.", split,
-                                  root / SPLIT_DIR / f"{split}.txt")
-        self.info.metadata.update(
-            {
-                "layout": layout,
-                "tasks": list(self.tasks),
-                "missing_tasks": [t for t in TASKS if t not in self.tasks],
-                "empty_splits": empty,
-            }
-        )
-        return {s: self._generate_examples(root, layout, ids) for s, ids in splits.items() if ids}
+    def layout(self, root: pathlib.Path) -> str:
+        """The release layout of `root` (`detect_layout`, once per folder)."""
+        if root not in self._layouts:
+            self._layouts[root] = detect_layout(root)
+        return self._layouts[root]
 
-    def _generate_examples(self, root, layout, ids) -> Iterator[tuple[str, dict]]:
-        kinds = self.task_kinds()
-        for image_id in ids:
-            example = read_example(root, layout, image_id, self.tasks)
-            yield image_id, decode.to_tfds_example(example, kinds)
+    @classmethod
+    def available_tasks(cls, manual_dir: PathLike) -> tuple[str, ...]:
+        return available_tasks(manual_dir)
+
+    def example_files(self, root: pathlib.Path, image_id: str) -> list[pathlib.Path]:
+        layout = self.layout(root)
+        return [image_path(root, layout, image_id), *(label_path(root, layout, t, image_id) for t in self.tasks)]
+
+    def read_example(self, root: pathlib.Path, image_id: str) -> dict:
+        return read_example(root, self.layout(root), image_id, self.tasks)
+
+    def missing_files_hint(self, root: pathlib.Path) -> str:
+        return (f"({LAYOUTS[self.layout(root)].describe()}) Re-extract the release so that every id in "
+                f"{SPLIT_DIR}/*.txt has its image and label files.")
+
+    def generation_metadata(self, root: pathlib.Path, splits: Mapping[str, list[str]]) -> dict[str, Any]:
+        return {**super().generation_metadata(root, splits), "layout": self.layout(root)}
 
 
-def prepare(
-    manual_dir: PathLike,
-    data_dir: PathLike,
-    tasks: Sequence[str] | None = None,
-    overwrite: bool = False,
-) -> NyudMultiTask:
-    """Builds NYUD-v2 from a downloaded release into `data_dir` (offline) and returns the builder.
-
-    Args:
-        manual_dir: the release folder (`NYUD_MT/`, `NYUDv2/`) or a folder
-            that contains one.
-        data_dir: where tfds writes the prepared dataset.
-        tasks: tasks to include; None includes every task whose folder is
-            present and logs the missing ones.
-        overwrite: rebuild even if this config was already prepared.
-
-    Returns:
-        The prepared `NyudMultiTask` builder (`builder.tasks`, `builder.info.metadata`).
-
-    Raises:
-        MissingManualDownloadError: if the folder, a split file, a requested
-            task's folder or a listed file is missing.
-        DatasetLayoutError: if the folder matches no known layout.
-        ValueError: if `tasks` names an unknown task.
-    """
-    root = find_root(manual_dir)
-    layout = detect_layout(root)
-    present = tuple(t for t in TASKS if t in _task_folders(root))
-    if not present:
-        raise MissingManualDownloadError(
-            f"{root} has images but no label folder ({[TASK_DIRS[t] + '/' for t in TASKS]}).\n"
-            f"{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-        )
-    if tasks is None:
-        tasks = present
-        missing = [t for t in TASKS if t not in present]
-        if missing:
-            decode.logger.warning(
-                "NYUD-v2 at %s (layout %s) carries tasks %s; missing: %s. Building config %r.",
-                root, layout, list(present), missing, decode.config_name(tasks),
-            )
-    else:
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown or not tasks:
-            raise ConfigError(f"`tasks` must be a non-empty subset of {TASKS}. Received: tasks={tasks!r}")
-        tasks = tuple(t for t in TASKS if t in tasks)
-    builder = NyudMultiTask(data_dir=str(data_dir), config=decode.config_name(tasks))
-    decode.download_and_prepare(builder, root, overwrite=overwrite)
-    return builder
-
-
-def load_split(builder: NyudMultiTask, split: str, shuffle_files: bool = False):
-    """The `tf.data.Dataset` of one split; see `keras_mtcl.data.decode.load_split`."""
-    return decode.load_split(builder, split, shuffle_files=shuffle_files)
-
-
-@reports_user_errors
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: prepare NYUD-v2 from a manual download."""
-    parser = argparse.ArgumentParser(description="Prepare NYUD-v2 multi-task (tfds) from a downloaded release.")
-    parser.add_argument("--manual-dir", "--manual_dir", dest="manual_dir", required=True, help="NYUD_MT/ or NYUDv2/ folder (or its parent).")
-    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="Where the prepared dataset is written.")
-    parser.add_argument("--tasks", nargs="*", default=None, help="Tasks to include (default: all present).")
-    parser.add_argument("--overwrite", action="store_true", help="Rebuild an already prepared config.")
-    args = parser.parse_args(argv)
-    builder = prepare(args.manual_dir, args.data_dir, args.tasks, args.overwrite)
-    splits = {name: info.num_examples for name, info in builder.info.splits.items()}
-    print(f"{builder.info.full_name}: layout {builder.info.metadata['layout']}, tasks {list(builder.tasks)}, "
-          f"splits {splits}, in {builder.data_dir}")
-    return 0
-
+prepare = NyudMultiTask.prepare
+load_split = NyudMultiTask.load_split
+main = NyudMultiTask.main
 
 if __name__ == "__main__":
     sys.exit(main())

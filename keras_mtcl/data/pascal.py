@@ -51,34 +51,27 @@ or `mtcl-prepare pascal --manual-dir /data/PASCAL_MT --data-dir /data/tfds`.
 from __future__ import annotations
 
 import argparse
-import sys
-import dataclasses
 import hashlib
 import json
 import os
 import pathlib
+import sys
 import types
-from typing import Iterator, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_mtcl.data import decode
-from keras_mtcl.errors import ConfigError, reports_user_errors
+from keras_mtcl.data import decode, register_dataset
+from keras_mtcl.data.builder import ManualTaskBuilder, subset_configs
+from keras_mtcl.data.decode import PathLike
+from keras_mtcl.data.errors import DatasetLayoutError, LabelRangeError, LabelShapeError
 from keras_mtcl.edge_eval import thin
-from keras_mtcl.data.builders import ManualTaskBuilder
-from keras_mtcl.data.decode import (
-    DatasetLayoutError,
-    EmptySplitError,
-    LabelRangeError,
-    LabelShapeError,
-    MissingManualDownloadError,
-    PathLike,
-    listing,
-)
+from keras_mtcl.kinds import IGNORE_INDEX
+from keras_mtcl.tasks import TASK_SETS
 
-TASKS = ("semseg", "human_parts", "saliency", "normals", "edge")
-NUM_CLASSES = types.MappingProxyType({"semseg": 21, "human_parts": 7})
+TASKS = TASK_SETS["pascal"]["tasks"]
+NUM_CLASSES = TASK_SETS["pascal"]["num_classes"]
 SPLITS = ("train", "val")
 ROOT_NAMES = ("PASCAL_MT", "PASCALContext")
 IMAGE_DIR = "JPEGImages"
@@ -265,35 +258,6 @@ def decode_normals(raw: np.ndarray, label_map: np.ndarray, path: PathLike) -> np
 # ----------------------------------------------------------------- the folder
 
 
-def find_root(manual_dir: PathLike) -> pathlib.Path:
-    """The dataset folder: `manual_dir` itself or its `PASCAL_MT/` / `PASCALContext/` subfolder.
-
-    Raises:
-        MissingManualDownloadError: if no folder with `JPEGImages/` is found.
-        DatasetLayoutError: if `manual_dir` holds both.
-    """
-    manual_dir = pathlib.Path(manual_dir)
-    if not manual_dir.is_dir():
-        raise MissingManualDownloadError(
-            f"The PASCAL-Context folder {manual_dir} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-        )
-    if (manual_dir / IMAGE_DIR).is_dir():
-        return manual_dir
-    found = [manual_dir / n for n in ROOT_NAMES if (manual_dir / n / IMAGE_DIR).is_dir()]
-    if len(found) == 1:
-        return found[0]
-    if len(found) > 1:
-        raise DatasetLayoutError(
-            f"{manual_dir} holds more than one PASCAL-Context release: {[str(f) for f in found]}. "
-            "Pass one of them as `manual_dir`."
-        )
-    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in manual_dir.iterdir())
-    raise MissingManualDownloadError(
-        f"No PASCAL-Context dataset in {manual_dir}: expected a `{IMAGE_DIR}/` folder in it or in one of "
-        f"{[n + '/' for n in ROOT_NAMES]}. Found: [{listing(entries)}].\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-    )
-
-
 def _has(root: pathlib.Path, folder: str, ext: str) -> bool:
     path = root / folder
     return path.is_dir() and ext in decode.data_extensions(path)
@@ -304,7 +268,7 @@ def available_tasks(manual_dir: PathLike) -> tuple[str, ...]:
 
     normals needs both `normals_distill/` and `pascal-context/trainval/` (its validity mask).
     """
-    root = find_root(manual_dir)
+    root = PascalContextMultiTask.find_root(manual_dir)
     context = _has(root, CONTEXT_DIR, ".mat")
     present = {
         "semseg": any(_has(root, d, ".png") for d in SEMSEG_DIRS),
@@ -317,9 +281,15 @@ def available_tasks(manual_dir: PathLike) -> tuple[str, ...]:
 
 
 def semseg_path(root: PathLike, image_id: str) -> pathlib.Path:
-    """`semseg/VOC12/<id>.png` if it exists, else `semseg/pascal-context/<id>.png`."""
-    voc = pathlib.Path(root) / SEMSEG_DIRS[0] / f"{image_id}.png"
-    return voc if voc.is_file() else pathlib.Path(root) / SEMSEG_DIRS[1] / f"{image_id}.png"
+    """`semseg/VOC12/<id>.png` if it exists, else `semseg/pascal-context/<id>.png`.
+
+    If neither exists, the path names both (`semseg/VOC12|semseg/pascal-context/<id>.png`), so that the
+    message of a missing file says where it may go.
+    """
+    voc, context = (pathlib.Path(root) / folder / f"{image_id}.png" for folder in SEMSEG_DIRS)
+    if voc.is_file() or context.is_file():
+        return voc if voc.is_file() else context
+    return pathlib.Path(root) / "|".join(SEMSEG_DIRS) / f"{image_id}.png"
 
 
 def task_files(root: PathLike, task: str, image_id: str) -> list[pathlib.Path]:
@@ -368,7 +338,7 @@ def read_example(
             has_person = person_index.has_person(path) if person_index is not None else True
             label = decode_human_parts(path) if has_person else None
             if label is None:
-                label = np.full(image.shape[:2] + (1,), decode.IGNORE_INDEX, dtype=np.uint8)
+                label = np.full(image.shape[:2] + (1,), IGNORE_INDEX, dtype=np.uint8)
         elif task == "saliency":
             label = decode_saliency(decode.read_png(path), path)
         elif task == "normals":
@@ -379,42 +349,6 @@ def read_example(
             raise ValueError(f"Unknown PASCAL-Context task. Expected one of {TASKS}. Received: task={task!r}")
         example[task] = decode.fit_to_image(label, image.shape, path, task)
     return example
-
-
-def read_splits(root: PathLike) -> dict[str, list[str]]:
-    """{split: ids} from `ImageSets/Context/{train,val}.txt` (an empty file gives [])."""
-    root = pathlib.Path(root)
-    splits = {}
-    for split in SPLITS:
-        path = root / SPLIT_DIR / f"{split}.txt"
-        if not path.is_file():
-            raise MissingManualDownloadError(
-                f"Split file {path} not found. The PASCAL-Context release has {SPLIT_DIR}/train.txt and "
-                f"{SPLIT_DIR}/val.txt (one id like 2008_000002 per line); copy them from the release."
-            )
-        splits[split] = decode.read_split_file(path)
-    if not any(splits.values()):
-        raise EmptySplitError(f"Every split file in {root / SPLIT_DIR} is empty: there is nothing to build.")
-    return splits
-
-
-def check_files(root: PathLike, tasks: Sequence[str], ids: Sequence[str]) -> None:
-    """Raises `MissingManualDownloadError` naming the missing files, if any."""
-    root = pathlib.Path(root)
-    paths = [root / IMAGE_DIR / f"{i}.jpg" for i in ids]
-    for task in tasks:
-        for i in ids:
-            files = task_files(root, task, i)
-            if task == "semseg" and not files[0].is_file():
-                files = [root / f"{SEMSEG_DIRS[0]}|{SEMSEG_DIRS[1]}" / f"{i}.png"]
-            paths.extend(files)
-    missing = sorted(set(decode.missing_files(paths)))
-    if missing:
-        raise MissingManualDownloadError(
-            f"{len(missing)} file(s) listed by the split files are missing from the PASCAL-Context folder {root}: "
-            f"{listing(missing)}. Re-extract the release so that every id in {SPLIT_DIR}/*.txt has its files.\n"
-            f"{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-        )
 
 
 # --------------------------------------------------------------- person index
@@ -479,8 +413,8 @@ def default_cache_dir(data_dir: PathLike) -> pathlib.Path:
 
 def person_ids(manual_dir: PathLike, split: str, cache_dir: PathLike) -> list[str]:
     """The ids of a split whose PASCAL-Part file has person parts (uses and updates the cache)."""
-    root = find_root(manual_dir)
-    ids = read_splits(root).get(split)
+    root = PascalContextMultiTask.find_root(manual_dir)
+    ids = PascalContextMultiTask.read_splits(root).get(split)
     if ids is None:
         raise ValueError(f"Unknown split. Expected one of {SPLITS}. Received: split={split!r}")
     index = PersonIndex(root, cache_dir)
@@ -493,18 +427,13 @@ def person_ids(manual_dir: PathLike, split: str, cache_dir: PathLike) -> list[st
 # ------------------------------------------------------------------- builder
 
 
-@dataclasses.dataclass(eq=False)
-class PascalConfig(tfds.core.BuilderConfig):
-    """A PASCAL-Context config: the tasks its examples carry."""
-
-    tasks: tuple[str, ...] = TASKS
-
-
+@register_dataset("pascal")
 class PascalContextMultiTask(ManualTaskBuilder):
     """PASCAL-Context multi-task (semseg 21, human parts 7, saliency, normals, edge), from a manual download.
 
     Args:
-        cache_dir: folder of the person index (default `<data_dir>/keras_mtcl_cache`).
+        cache_dir: folder of the person index (default `<data_dir>/keras_mtcl_cache`); never inside the
+            dataset folder.
         **kwargs: `data_dir`, `config`, `version` of `tfds.core.DatasetBuilder`.
     """
 
@@ -520,124 +449,62 @@ class PascalContextMultiTask(ManualTaskBuilder):
         "Mottaghi et al. The Role of Context for Object Detection and Semantic Segmentation in the "
         "Wild. CVPR 2014. Chen et al. Detect What You Can: PASCAL-Part. CVPR 2014."
     )
-    BUILDER_CONFIGS = [
-        PascalConfig(name=decode.config_name(s), tasks=s, description=f"PASCAL-Context with tasks {', '.join(s)}.")
-        for s in decode.task_subsets(TASKS)
-    ]
+    TITLE = "PASCAL-Context"
+    TASKS = TASKS
+    SPLITS = SPLITS
+    ROOT_MARKER = IMAGE_DIR
+    ROOT_NAMES = ROOT_NAMES
+    SPLIT_DIR = SPLIT_DIR
+    TASK_FILES = types.MappingProxyType(
+        {
+            "semseg": f"{SEMSEG_DIRS[0]}/ or {SEMSEG_DIRS[1]}/",
+            "human_parts": f"{PARTS_DIR}/",
+            "saliency": f"{SALIENCY_DIR}/",
+            "normals": f"{NORMALS_DIR}/ and {CONTEXT_DIR}/",
+            "edge": f"{CONTEXT_DIR}/",
+        }
+    )
+    BUILDER_CONFIGS = subset_configs("PASCAL-Context", TASKS)
 
     def __init__(self, *, cache_dir: PathLike | None = None, **kwargs):
         super().__init__(**kwargs)
         self._cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir(self.data_dir_root)
+        self._index: PersonIndex | None = None
 
-    def source_files(self, manual_dir: PathLike) -> list[pathlib.Path]:
-        """The split files and the image and task files of every id they list."""
-        root = find_root(manual_dir)
-        files = [root / SPLIT_DIR / f"{split}.txt" for split in SPLITS]
-        for ids in read_splits(root).values():
-            files += [root / IMAGE_DIR / f"{i}.jpg" for i in ids]
-            files += [p for t in self.tasks for i in ids for p in task_files(root, t, i)]
-        return files
+    @classmethod
+    def available_tasks(cls, manual_dir: PathLike) -> tuple[str, ...]:
+        return available_tasks(manual_dir)
 
-    def _split_generators(self, dl_manager):
-        root = find_root(self.manual_root(dl_manager))
-        present = available_tasks(root)
-        absent = [t for t in self.tasks if t not in present]
-        if absent:
-            raise MissingManualDownloadError(
-                f"Config {self.builder_config.name!r} needs tasks {absent}, whose files are not in {root}. "
-                f"The folder carries tasks {list(present)}: build config {decode.config_name(present)!r} "
-                f"(what `pascal.prepare` does), or add the files.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            )
-        splits = read_splits(root)
-        for ids in splits.values():
-            check_files(root, self.tasks, ids)
-        empty = [s for s, ids in splits.items() if not ids]
-        for split in empty:
-            decode.logger.warning("PASCAL-Context split %r is empty: it is not generated.", split)
-        index = PersonIndex(root, self._cache_dir)
-        metadata = {
-            "tasks": list(self.tasks),
-            "missing_tasks": [t for t in TASKS if t not in self.tasks],
-            "empty_splits": empty,
-        }
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", default=None,
+                            help="Person index cache (default: <data_dir>/keras_mtcl_cache).")
+
+    def example_files(self, root: pathlib.Path, image_id: str) -> list[pathlib.Path]:
+        files = [root / IMAGE_DIR / f"{image_id}.jpg"]
+        return files + [p for t in self.tasks for p in task_files(root, t, image_id)]
+
+    def read_example(self, root: pathlib.Path, image_id: str) -> dict:
+        return read_example(root, image_id, self.tasks, person_index=self._index)
+
+    def missing_files_hint(self, root: pathlib.Path) -> str:
+        return (f"Re-extract the release so that every id in {SPLIT_DIR}/*.txt has its files.\n"
+                f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+
+    def generation_metadata(self, root: pathlib.Path, splits: Mapping[str, list[str]]) -> dict[str, Any]:
+        self._index = PersonIndex(root, self._cache_dir)
+        metadata = super().generation_metadata(root, splits)
         if "human_parts" in self.tasks:
-            counts = {s: sum(index.has_person(root / PARTS_DIR / f"{i}.mat") for i in ids) for s, ids in splits.items()}
-            index.save()
-            metadata["num_with_person"] = counts
-        self.info.metadata.update(metadata)
-        return {s: self._generate_examples(root, ids, index) for s, ids in splits.items() if ids}
-
-    def _generate_examples(self, root, ids, index) -> Iterator[tuple[str, dict]]:
-        kinds = self.task_kinds()
-        for image_id in ids:
-            example = read_example(root, image_id, self.tasks, person_index=index)
-            yield image_id, decode.to_tfds_example(example, kinds)
+            metadata["num_with_person"] = {
+                s: sum(self._index.has_person(root / PARTS_DIR / f"{i}.mat") for i in ids) for s, ids in splits.items()
+            }
+            self._index.save()
+        return metadata
 
 
-def prepare(
-    manual_dir: PathLike,
-    data_dir: PathLike,
-    tasks: Sequence[str] | None = None,
-    cache_dir: PathLike | None = None,
-    overwrite: bool = False,
-) -> PascalContextMultiTask:
-    """Builds PASCAL-Context from a downloaded release into `data_dir` (offline) and returns the builder.
-
-    Args:
-        manual_dir: `PASCAL_MT/` or `PASCALContext/`, or a folder containing one.
-        data_dir: where tfds writes the prepared dataset.
-        tasks: tasks to include; None includes every task whose files are
-            present and logs the missing ones.
-        cache_dir: where the person index is cached (default
-            `<data_dir>/keras_mtcl_cache`); never inside the dataset folder.
-        overwrite: rebuild even if this config was already prepared.
-
-    Raises:
-        MissingManualDownloadError, DatasetLayoutError, and the label errors
-        of `keras_mtcl.data.decode`; ValueError for unknown `tasks`.
-    """
-    root = find_root(manual_dir)
-    present = available_tasks(root)
-    if not present:
-        raise MissingManualDownloadError(f"{root} has images but no label files.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    if tasks is None:
-        tasks = present
-        missing = [t for t in TASKS if t not in present]
-        if missing:
-            decode.logger.warning(
-                "PASCAL-Context at %s carries tasks %s; missing: %s. Building config %r.",
-                root, list(present), missing, decode.config_name(tasks),
-            )
-    else:
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown or not tasks:
-            raise ConfigError(f"`tasks` must be a non-empty subset of {TASKS}. Received: tasks={tasks!r}")
-        tasks = tuple(t for t in TASKS if t in tasks)
-    builder = PascalContextMultiTask(data_dir=str(data_dir), config=decode.config_name(tasks), cache_dir=cache_dir)
-    decode.download_and_prepare(builder, root, overwrite=overwrite)
-    return builder
-
-
-def load_split(builder: PascalContextMultiTask, split: str, shuffle_files: bool = False):
-    """The `tf.data.Dataset` of one split; see `keras_mtcl.data.decode.load_split`."""
-    return decode.load_split(builder, split, shuffle_files=shuffle_files)
-
-
-@reports_user_errors
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: prepare PASCAL-Context from a manual download."""
-    parser = argparse.ArgumentParser(description="Prepare PASCAL-Context multi-task (tfds) from a downloaded release.")
-    parser.add_argument("--manual-dir", "--manual_dir", dest="manual_dir", required=True, help="PASCAL_MT/ or PASCALContext/ folder (or its parent).")
-    parser.add_argument("--data-dir", "--data_dir", dest="data_dir", required=True, help="Where the prepared dataset is written.")
-    parser.add_argument("--tasks", nargs="*", default=None, help="Tasks to include (default: all present).")
-    parser.add_argument("--cache-dir", "--cache_dir", dest="cache_dir", default=None, help="Person index cache (default: <data_dir>/keras_mtcl_cache).")
-    parser.add_argument("--overwrite", action="store_true", help="Rebuild an already prepared config.")
-    args = parser.parse_args(argv)
-    builder = prepare(args.manual_dir, args.data_dir, args.tasks, args.cache_dir, args.overwrite)
-    splits = {name: info.num_examples for name, info in builder.info.splits.items()}
-    print(f"{builder.info.full_name}: tasks {list(builder.tasks)}, splits {splits}, in {builder.data_dir}")
-    return 0
-
+prepare = PascalContextMultiTask.prepare
+load_split = PascalContextMultiTask.load_split
+main = PascalContextMultiTask.main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,10 +7,10 @@ from typing import Sequence
 
 import tensorflow as tf
 
+from keras_mtcl.data import get_dataset
 from keras_mtcl.errors import ConfigError
-from keras_mtcl.tasks import TaskSpec, task_set
+from keras_mtcl.tasks import TaskSpec
 
-DATASETS = ("synthetic", "nyud", "pascal", "folder")
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
 
@@ -26,10 +26,14 @@ def open_split(
 ) -> tuple[tf.data.Dataset, list[TaskSpec]]:
     """A split of examples (package example format) and the `TaskSpec`s of the tasks kept.
 
+    The dataset's registered builder (`keras_mtcl.data.get_dataset`) reads it:
+    its `open_split` prepares it on first use.
+
     Args:
-        dataset: `"synthetic"` (rendered in memory, no files), `"nyud"`,
-            `"pascal"` or `"folder"` (prepared offline from `manual_dir` into
-            `data_dir` on first use by the tfds builders).
+        dataset: a name of `keras_mtcl.data.list_datasets()`: `"synthetic"`
+            (rendered in memory, no files), `"nyud"`, `"pascal"` or `"folder"`
+            (prepared offline from `manual_dir` into `data_dir` on first use
+            by the tfds builders).
         split: `"train"` or `"val"`.
         manual_dir: the downloaded release (NYUD-v2, PASCAL-Context) or the
             custom folder holding `manifest.json`.
@@ -39,32 +43,24 @@ def open_split(
         synthetic_size, synthetic_count, seed: synthetic scenes' (height,
             width), number and seed (scenes of different splits never overlap).
 
+    Returns:
+        (a `tf.data.Dataset` of example dicts: "image" (H, W, 3) uint8, "id", one (H, W, C) label per task;
+        list of `TaskSpec`).
+
     Raises:
         ConfigError: unknown dataset, no `manual_dir`, or tasks the dataset does not carry.
     """
-    if dataset not in DATASETS:
-        raise ConfigError(f"`dataset` must be one of {DATASETS}. Received: dataset={dataset!r}")
-    if dataset == "synthetic":
-        from keras_mtcl.data import synthetic
-
-        height, width = synthetic_size
-        offset = synthetic.SPLIT_SEED_OFFSETS[split]
-        examples = synthetic.make_scenes(synthetic_count, height, width, seed=offset + seed)
-        return _keep(tf.data.Dataset.from_tensor_slices(examples), synthetic.synthetic_tasks(), tasks, dataset)
-    if not manual_dir:
+    builder = get_dataset(dataset)
+    if builder.NEEDS_MANUAL_DIR and not manual_dir:
         raise ConfigError(
             f"Dataset {dataset!r} is read from its downloaded folder: pass manual_dir (--set manual_dir=PATH). "
             "Received: manual_dir=''"
         )
-    data_dir = os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
-    if dataset == "folder":
-        from keras_mtcl.data import folder
-
-        builder = folder.prepare(manual_dir, data_dir)
-        return _keep(folder.load_split(builder, split), folder.task_specs(builder.manifest), tasks, dataset)
-    module = __import__(f"keras_mtcl.data.{dataset}", fromlist=["prepare"])
-    builder = module.prepare(manual_dir, data_dir)
-    return _keep(module.load_split(builder, split), task_set(dataset, tasks=builder.tasks), tasks, dataset)
+    examples, specs = builder.open_split(
+        split, manual_dir, os.path.expanduser(data_dir or DEFAULT_DATA_DIR),
+        size=synthetic_size, count=synthetic_count, seed=seed,
+    )
+    return _keep(examples, specs, tasks, dataset)
 
 
 def _keep(examples: tf.data.Dataset, specs: list[TaskSpec], names: Sequence[str], dataset: str):

@@ -7,10 +7,10 @@ term, cast shadows) with procedural textures and sensor noise. Every pixel
 is ray cast exactly against the analytic surfaces (vectorised numpy), so the
 labels of all six tasks are consistent with each other and with the image.
 
-Only numpy is needed: `render_scene` and `make_scenes` never import
-TensorFlow. The tensorflow-datasets builder `SyntheticScenes` lives in
-`keras_mtcl.data.synthetic_builder` (which imports tfds) and is also
-reachable, lazily, as `keras_mtcl.data.synthetic.SyntheticScenes`.
+Only numpy is needed: this module never imports TensorFlow. The
+tensorflow-datasets builder `SyntheticScenes`, the dataset `"synthetic"` of
+the registry, lives in `keras_mtcl.data.synthetic_builder`, which imports
+this module (never the other way round).
 
 Labels (the package conventions of `keras_mtcl.tasks`; nothing is ignored,
 every pixel of every task is valid):
@@ -860,11 +860,3 @@ def synthetic_tasks(tasks: Sequence[str] | None = None) -> list:
     classes = {"semseg": NUM_CLASSES, "human_parts": NUM_PARTS}
     return [tasks_lib.get_task(n, num_classes=classes[n]) if n in classes else tasks_lib.get_task(n) for n in names]
 
-
-def __getattr__(name):
-    # The tfds builder imports tensorflow-datasets: load it only when asked for.
-    if name == "SyntheticScenes":
-        from keras_mtcl.data.synthetic_builder import SyntheticScenes
-
-        return SyntheticScenes
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,22 +19,32 @@ Features (the package's example format): `"image"` (H, W, 3) uint8,
 (H, W, 1) uint8 (PNG), `"depth"` (H, W, 1) and `"normals"` (H, W, 3)
 float32 (zlib).
 
+Registered as the dataset `"synthetic"`: `open_split` renders a split in
+memory at any size (what training on `"synthetic"` reads), `prepare` builds
+a config into a `data_dir`.
+
 Example:
 ```python
-builder = SyntheticScenes(config="tiny", data_dir="/data/tfds")
-builder.download_and_prepare()
-train = builder.as_dataset(split="train")
+builder = SyntheticScenes.prepare(None, data_dir="/data/tfds", config="tiny")
+train = builder.load_split("train")
 ```
+or `mtcl-prepare synthetic --data-dir /data/tfds --config tiny`.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_mtcl.data import synthetic
+from keras_mtcl.data import register_dataset, synthetic
+from keras_mtcl.data.builder import MultiTaskBuilder
+from keras_mtcl.data.decode import PathLike
+from keras_mtcl.errors import ConfigError
+from keras_mtcl.tasks import TaskSpec
 
 
 @dataclasses.dataclass(eq=False)
@@ -64,7 +74,8 @@ class SyntheticScenesConfig(tfds.core.BuilderConfig):
             )
 
 
-class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
+@register_dataset("synthetic")
+class SyntheticScenes(MultiTaskBuilder):
     """Procedural indoor scenes with labels for all six tasks (see `keras_mtcl.data.synthetic`)."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -78,6 +89,9 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
                               height=480, width=640, num_train=795, num_val=654),
     ]
     DEFAULT_CONFIG_NAME = "tiny"
+    TITLE = "synthetic scenes"
+    SPLITS = tuple(synthetic.SPLIT_SEED_OFFSETS)
+    NEEDS_MANUAL_DIR = False
 
     @property
     def num_classes(self) -> dict[str, int]:
@@ -85,9 +99,63 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
         return {"semseg": synthetic.NUM_CLASSES, "human_parts": synthetic.NUM_PARTS}
 
     @property
-    def tasks(self) -> list:
+    def tasks(self) -> tuple[str, ...]:
+        """The six tasks of every scene, `synthetic.SYNTHETIC_TASKS`."""
+        return synthetic.SYNTHETIC_TASKS
+
+    def task_specs(self) -> list[TaskSpec]:
         """The `TaskSpec`s of the dataset (`synthetic.synthetic_tasks()`)."""
         return synthetic.synthetic_tasks()
+
+    @classmethod
+    def tasks_and_splits(cls, manual_dir: PathLike | None) -> tuple[list[str], list[str]]:
+        return list(synthetic.SYNTHETIC_TASKS), list(cls.SPLITS)
+
+    @classmethod
+    def prepare(cls, manual_dir: PathLike | None, data_dir: PathLike, tasks: Sequence[str] | None = None,
+                overwrite: bool = False, config: str = DEFAULT_CONFIG_NAME) -> SyntheticScenes:
+        """Renders the scenes of `config` into `data_dir` and returns the builder.
+
+        Args:
+            manual_dir: must be empty: the scenes are rendered, nothing is read.
+            data_dir: where tfds writes the prepared dataset.
+            tasks: must be None: every scene carries the six tasks.
+            overwrite: render again even if this config was already prepared.
+            config: a name of `BUILDER_CONFIGS` or a `SyntheticScenesConfig`.
+
+        Raises:
+            ConfigError: for a `manual_dir` or `tasks`.
+        """
+        if manual_dir or tasks is not None:
+            raise ConfigError(
+                "The synthetic scenes are rendered with all six tasks: pass no manual_dir and no tasks. "
+                f"Received: manual_dir={manual_dir!r}, tasks={tasks!r}"
+            )
+        builder = cls(config=config, data_dir=str(data_dir))
+        mode = tfds.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite else tfds.GenerateMode.REUSE_DATASET_IF_EXISTS
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
+        return builder
+
+    @classmethod
+    def open_split(cls, split: str, manual_dir: PathLike | None, data_dir: PathLike,
+                   size: Sequence[int] = (120, 160), count: int = 32, seed: int = 0):
+        """`count` scenes of (height, width) `size` rendered in memory, from seed `SPLIT_SEED_OFFSETS[split] + seed`.
+
+        Nothing is written: `manual_dir` and `data_dir` are not used.
+
+        Returns:
+            (a `tf.data.Dataset` of example dicts, the six `TaskSpec`s).
+        """
+        import tensorflow as tf
+
+        height, width = size
+        examples = synthetic.make_scenes(count, height, width, seed=synthetic.SPLIT_SEED_OFFSETS[split] + seed)
+        return tf.data.Dataset.from_tensor_slices(examples), synthetic.synthetic_tasks()
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--config", default=cls.DEFAULT_CONFIG_NAME, choices=[c.name for c in cls.BUILDER_CONFIGS],
+                            help="Size of the scenes and of the splits.")
 
     def _info(self) -> tfds.core.DatasetInfo:
         h, w = self.builder_config.height, self.builder_config.width
