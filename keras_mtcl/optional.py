@@ -14,7 +14,7 @@ through `require` or `import_optional`, so a missing package raises one
 | `jax` | jax | the JAX backend |
 | `hub` | keras_hub | `get_backbone("keras_hub", ...)` |
 | `onnx` | tf2onnx, onnx, onnxruntime | `export_onnx`, `verify_onnx`, `mtcl-export --onnx` |
-| `dev` | pytest, efficientnet_lite_pytorch, matplotlib | the tests; the plots of `tools/consistency.py` |
+| `dev` | pytest, efficientnet_lite_pytorch, matplotlib, cv2 | the tests; the plots of `tools/consistency.py`; the OpenCV reference input pipeline (`keras_mtcl.analysis.reference_data`) |
 
 Example:
 >>> from keras_mtcl import optional
@@ -41,7 +41,12 @@ EXTRAS: Mapping[str, Mapping[str, str]] = types.MappingProxyType(
         "hub": types.MappingProxyType({"keras_hub": "keras-hub"}),
         "onnx": types.MappingProxyType({"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime"}),
         "dev": types.MappingProxyType(
-            {"pytest": "pytest", "efficientnet_lite_pytorch": "efficientnet-lite-pytorch", "matplotlib": "matplotlib"}
+            {
+                "pytest": "pytest",
+                "efficientnet_lite_pytorch": "efficientnet-lite-pytorch",
+                "matplotlib": "matplotlib",
+                "cv2": "opencv-python-headless",
+            }
         ),
     }
 )

@@ -14,6 +14,7 @@ never import it on the JAX or PyTorch path.
 - `inference_cost`: the exported SavedModels of a baseline and a regularized run, compared.
 - `reference_torch`: the plain-PyTorch reference network, losses and optimiser (the `torch` extra).
 - `gpu_bench`: the plan and runner of the one-command GPU benchmark.
-- `data_bench`: speed of the input pipeline and of the synthetic scenes.
+- `data_bench`: speed of the input pipeline and of the synthetic scenes; the input pipeline against the reference.
+- `reference_data`: the reference numpy / OpenCV training transforms in a PyTorch DataLoader, timed (torch, OpenCV).
 - `boundaries`: speed and conventions of the boundary benchmark (`keras_mtcl.edge_eval`).
 """

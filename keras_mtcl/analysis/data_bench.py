@@ -4,8 +4,11 @@
 in one process or a process pool; `prepare_speed` prepares a
 `SyntheticScenes` config into a tfds data_dir; `pipeline_speed` times
 batches of the training input pipeline (augmentation included) over examples
-read once beforehand. `tools/bench_synthetic.py` and `tools/bench_data.py`
-are the commands.
+read once beforehand; `compare_with_reference` times it per core against the
+reference numpy / OpenCV chain in a PyTorch DataLoader
+(`keras_mtcl.analysis.reference_data`) on the same examples.
+`tools/bench_synthetic.py`, `tools/bench_data.py` and
+`tools/bench_reference_data.py` are the commands.
 """
 
 from __future__ import annotations
@@ -109,7 +112,6 @@ def pipeline_speed(
         batch: batch size.
         batches: timed batches, after one warm-up batch.
     """
-    from keras_mtcl.data import pipeline
     from keras_mtcl.data.sources import open_split
 
     examples, specs = open_split(dataset, split, manual_dir=manual_dir, data_dir=data_dir, synthetic_size=size,
@@ -117,14 +119,142 @@ def pipeline_speed(
     examples = examples.cache()
     for _ in examples:  # read or render once, untimed
         pass
-    iterator = iter(pipeline.train_pipeline(examples.repeat(), specs, batch_size=batch, crop_size=tuple(crop), seed=0))
+    images_per_s = _train_pipeline_speed(examples, specs, crop, batch, batches)
+    return {"dataset": dataset, "tasks": [t.name for t in specs], "crop": list(crop), "batch": batch,
+            "images_per_s": images_per_s, "cpus": os.cpu_count()}
+
+
+def _train_pipeline_speed(examples, specs, crop: Sequence[int], batch: int, batches: int,
+                          threads: int | None = None) -> float:
+    """Images/s of `train_pipeline` (default `AugmentConfig`) over the cached `examples`, after one warm-up batch.
+
+    With `threads`, tf.data runs the pipeline on a private pool of that many
+    threads, each op on one thread (`threading.private_threadpool_size`,
+    `threading.max_intra_op_parallelism = 1`) and autotunes for that many
+    cores (`autotune.cpu_budget`).
+    """
+    import tensorflow as tf
+
+    from keras_mtcl.data import pipeline
+
+    ds = pipeline.train_pipeline(examples.repeat(), specs, batch_size=batch, crop_size=tuple(crop), seed=0)
+    if threads is not None:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
+        options.autotune.cpu_budget = threads
+        ds = ds.with_options(options)
+    iterator = iter(ds)
     next(iterator)
     start = time.perf_counter()
     for _ in range(batches):
         next(iterator)
-    elapsed = time.perf_counter() - start
-    return {"dataset": dataset, "tasks": [t.name for t in specs], "crop": list(crop), "batch": batch,
-            "images_per_s": batch * batches / elapsed, "cpus": os.cpu_count()}
+    return batch * batches / (time.perf_counter() - start)
 
 
-__all__ = ["pipeline_speed", "prepare_speed", "render_speed"]
+def compare_with_reference(
+    dataset: str = "synthetic",
+    split: str = "train",
+    manual_dir: str = "",
+    data_dir: str = "",
+    size: Sequence[int] = (480, 640),
+    count: int = 32,
+    crop: Sequence[int] = (448, 576),
+    batch: int = 8,
+    batches: int = 10,
+    cores: Sequence[int] = (1, 2),
+    rounds: int = 2,
+    tasks: Sequence[str] = ("semseg", "depth", "normals", "edge"),
+) -> dict:
+    """Images/s per core of our training pipeline and of the reference DataLoader, on the same decoded examples.
+
+    The examples of one split are read (or rendered) once, untimed, and kept
+    in memory: a cached `tf.data.Dataset` feeds ours
+    (`keras_mtcl.data.pipeline.train_pipeline`, default `AugmentConfig`), a
+    list of the same numpy arrays feeds the reference
+    (`keras_mtcl.analysis.reference_data.reference_speed`). For each n of
+    `cores`, ours runs on tf.data's private pool of n threads (one thread per
+    op), the reference with n DataLoader workers (one thread each). The
+    `2 x len(cores)` measurements run in alternating order (`timing.alternating`:
+    forward, then backward, ...) for `rounds` rounds; each is a fresh
+    pipeline with its warm-up untimed.
+
+    Args:
+        dataset, split, manual_dir, data_dir: the examples (`keras_mtcl.data.sources.open_split`).
+        size, count: synthetic scene size and number.
+        crop: training crop (height, width).
+        batch: batch size.
+        batches: timed batches per measurement.
+        cores: thread counts (ours) and worker counts (reference) compared.
+        rounds: rounds of the alternating order.
+        tasks: the tasks augmented (NYUD's by default).
+
+    Returns:
+        {"bench": "reference_data", "dataset", "tasks", "examples", "size" (of the
+        first image), "crop", "batch", "batches", "rounds", "ours": {n: {"threads",
+        "images_per_s" (per round), "images_per_s_per_core" (median over rounds / n)}},
+        "reference": {n: {"workers", "images_per_s", "images_per_s_per_core"}},
+        "ratio_per_core": {n: ours / reference per core}, "cpu_count",
+        "load_avg_1min" (before, after), "torch", "opencv"}; keys n are strings.
+
+    Raises:
+        MissingExtraError: torch or OpenCV is not installed (an ImportError).
+        ValueError: an invalid option.
+    """
+    import statistics
+
+    from keras_mtcl.analysis import reference_data, timing
+    from keras_mtcl.data.sources import open_split
+
+    reference_data.import_torch_and_cv2()  # fail before reading the examples
+    cores = [int(n) for n in cores]
+    if not cores or min(cores) < 1:
+        raise ValueError(f"`cores` must be positive integers. Received: cores={cores}")
+    load_before = round(os.getloadavg()[0], 2)
+    examples, specs = open_split(dataset, split, manual_dir=manual_dir, data_dir=data_dir, tasks=tasks,
+                                 synthetic_size=size, synthetic_count=count)
+    examples = examples.cache()
+    arrays = list(examples.as_numpy_iterator())  # read or render once, untimed; fills the cache
+    names = [t.name for t in specs]
+    ours = {n: [] for n in cores}
+    reference = {n: [] for n in cores}
+    versions = {}
+    plan = [(side, n) for n in cores for side in ("ours", "reference")]  # ours 1, reference 1, ours 2, ...
+    for order in timing.alternating(plan, rounds):
+        for side, n in order:
+            if side == "ours":
+                ours[n].append(_train_pipeline_speed(examples, specs, crop, batch, batches, threads=n))
+            else:
+                record = reference_data.reference_speed(arrays, crop, batch, batches, workers=n, tasks=names)
+                reference[n].append(record["images_per_s"])
+                versions = {"torch": record["torch"], "opencv": record["opencv"]}
+
+    def summary(speeds: list[float], n: int, unit: str) -> dict:
+        return {unit: n, "images_per_s": [round(s, 2) for s in speeds],
+                "images_per_s_per_core": round(statistics.median(speeds) / n, 2)}
+
+    ours_summary = {str(n): summary(ours[n], n, "threads") for n in cores}
+    reference_summary = {str(n): summary(reference[n], n, "workers") for n in cores}
+    return {
+        "bench": "reference_data",
+        "dataset": dataset,
+        "tasks": names,
+        "examples": len(arrays),
+        "size": list(arrays[0]["image"].shape[:2]),
+        "crop": list(crop),
+        "batch": batch,
+        "batches": batches,
+        "rounds": rounds,
+        "ours": ours_summary,
+        "reference": reference_summary,
+        "ratio_per_core": {
+            key: round(ours_summary[key]["images_per_s_per_core"] / reference_summary[key]["images_per_s_per_core"], 3)
+            for key in ours_summary
+        },
+        "cpu_count": os.cpu_count(),
+        "load_avg_1min": [load_before, round(os.getloadavg()[0], 2)],
+        **versions,
+    }
+
+
+__all__ = ["compare_with_reference", "pipeline_speed", "prepare_speed", "render_speed"]
