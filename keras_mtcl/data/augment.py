@@ -89,6 +89,23 @@ def pad_fills(tasks: Sequence[TaskSpec], pad_values: Mapping[str, float] | None 
 # ----------------------------------------------------------------------------- geometry
 
 
+def scaled_size(size, factor) -> tf.Tensor:
+    """(floor(H * factor), floor(W * factor)) int32, at least 1, of a (H, W) `size`."""
+    size = tf.cast(size, tf.float32)
+    return tf.maximum(tf.cast(tf.floor(size * tf.cast(factor, tf.float32)), tf.int32), 1)
+
+
+def _nearest_source(start, count, in_size, out_size):
+    """Source index of output pixels start..start+count-1 of a nearest resize in_size -> out_size.
+
+    The arithmetic of tf.image.resize's kernel (half-pixel centres, float32),
+    so gathering with these indices equals resizing, then cropping.
+    """
+    scale = tf.cast(in_size, tf.float32) / tf.cast(out_size, tf.float32)
+    x = tf.cast(tf.range(start, start + count), tf.float32)
+    return tf.minimum(tf.cast(tf.floor((x + 0.5) * scale), tf.int32), in_size - 1)
+
+
 def scale(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], factor) -> dict[str, tf.Tensor]:
     """Resizes an example by `factor` to `floor(H * factor) x floor(W * factor)`.
 
@@ -106,8 +123,7 @@ def scale(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], factor) -
         A new dict with every tensor of size (floor(H * factor), floor(W * factor)).
     """
     factor = tf.cast(factor, tf.float32)
-    size = tf.cast(tf.shape(example["image"])[:2], tf.float32)
-    new_size = tf.maximum(tf.cast(tf.floor(size * factor), tf.int32), 1)
+    new_size = scaled_size(tf.shape(example["image"])[:2], factor)
     out = dict(example)
     out["image"] = tf.image.resize(example["image"], new_size, method="bilinear")
     for task in _tasks_in(example, tasks):
@@ -131,6 +147,32 @@ def _class_ratio_ok(label: tf.Tensor, task: TaskSpec, max_ratio: float) -> tf.Te
     flat = tf.reshape(label, [-1, 1])
     valid = tf.boolean_mask(flat[:, 0], task.valid_mask(flat, xp=tnp))
     counts = tf.math.bincount(valid, minlength=1, dtype=tf.int32)
+    present = tf.math.count_nonzero(counts)
+    total = tf.maximum(tf.reduce_sum(counts), 1)
+    ratio = tf.cast(tf.reduce_max(counts), tf.float32) / tf.cast(total, tf.float32)
+    return tf.logical_and(present > 1, ratio < max_ratio)
+
+
+def _scaled_class_ratio_ok(label, task, max_ratio, window, new_size) -> tf.Tensor:
+    """`_class_ratio_ok` of `window` (top, left, height, width) of `label` nearest-resized to `new_size`.
+
+    Counts each source pixel of the window as often as the resize repeats it
+    (its row's times its column's), so the counts, and the answer, are those
+    of the resized window without resizing anything.
+    """
+    top, left, height, width = window
+    size = tf.shape(label)[:2]
+    rows = _nearest_source(top, height, size[0], new_size[0])
+    cols = _nearest_source(left, width, size[1], new_size[1])
+    r0, c0 = rows[0], cols[0]
+    row_times = tf.math.bincount(rows - r0)
+    col_times = tf.math.bincount(cols - c0)
+    source = label[r0 : r0 + tf.size(row_times), c0 : c0 + tf.size(col_times)]
+    source = tf.cast(source, task.label_kind.label_dtype)
+    valid = task.valid_mask(source, xp=tnp)
+    times = tf.where(valid, row_times[:, None] * col_times[None, :], 0)
+    values = tf.where(valid, tf.cast(source[..., 0], tf.int32), 0)
+    counts = tf.math.bincount(values, weights=times, minlength=1)
     present = tf.math.count_nonzero(counts)
     total = tf.maximum(tf.reduce_sum(counts), 1)
     ratio = tf.cast(tf.reduce_max(counts), tf.float32) / tf.cast(total, tf.float32)
@@ -167,6 +209,21 @@ def random_crop_window(
     Returns:
         (top, left, height, width) int32 scalars.
     """
+    if ratio_label is not None and cat_max_ratio < 1.0 and ratio_spec is None:
+        raise ValueError(
+            "`ratio_spec` (the task of `ratio_label`) is required with `ratio_label`. Received: ratio_spec=None"
+        )
+
+    def accept(top, left, height, width):
+        patch = ratio_label[top : top + height, left : left + width]
+        return _class_ratio_ok(patch, ratio_spec, cat_max_ratio)
+
+    rule = ratio_label is not None and cat_max_ratio < 1.0
+    return _sample_window(seed, image_size, crop_size, accept if rule else None, tries)
+
+
+def _sample_window(seed, image_size, crop_size, accept, tries):
+    """`random_crop_window` with the ratio rule as `accept(top, left, height, width)` (None: no rule)."""
     image_size = tf.cast(image_size, tf.int32)
     height = tf.minimum(crop_size[0], image_size[0])
     width = tf.minimum(crop_size[1], image_size[1])
@@ -179,18 +236,13 @@ def random_crop_window(
         offset = tf.minimum(tf.cast(u * tf.cast(max_offset + 1, tf.float32), tf.int32), max_offset)
         return offset[0], offset[1]
 
-    if ratio_label is None or cat_max_ratio >= 1.0:
+    if accept is None:
         top, left = window(0)
         return top, left, height, width
-    if ratio_spec is None:
-        raise ValueError(
-            "`ratio_spec` (the task of `ratio_label`) is required with `ratio_label`. Received: ratio_spec=None"
-        )
 
     def rejected(i):
         top, left = window(i)
-        patch = ratio_label[top : top + height, left : left + width]
-        return tf.logical_not(_class_ratio_ok(patch, ratio_spec, cat_max_ratio))
+        return tf.logical_not(accept(top, left, height, width))
 
     def keep_looking(i):
         return tf.cond(i < tries, lambda: rejected(i), lambda: tf.constant(False))
@@ -198,6 +250,52 @@ def random_crop_window(
     (index,) = tf.while_loop(keep_looking, lambda i: (i + 1,), (tf.constant(0),))
     top, left = window(index)
     return top, left, height, width
+
+
+def scale_crop_flip(
+    example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], factor, window, flip
+) -> dict[str, tf.Tensor]:
+    """`scale` by `factor`, `crop` to `window`, then `flip_left_right` if `flip`, with less work.
+
+    The image is resized whole (the bilinear kernel is fast), then cut and
+    mirrored. Labels are gathered at the window's nearest-neighbour source
+    pixels only, with the resize kernel's own coordinates (nearest resizes
+    are slow, and a scaled-up label is mostly cut away). The result equals
+    the three steps one after the other.
+
+    Args:
+        example: dict with `"image"` (H, W, 3) and labels (H, W, C), any dtype.
+        tasks: specs of the labels in `example`.
+        factor: scalar scale factor (> 0).
+        window: (top, left, height, width) of the crop in the scaled example.
+        flip: scalar bool.
+
+    Returns:
+        A new dict: image float32, labels in their kind's `label_dtype`, of size (height, width).
+    """
+    factor = tf.cast(factor, tf.float32)
+    size = tf.shape(example["image"])[:2]
+    new_size = scaled_size(size, factor)
+    top, left, height, width = window
+
+    def mirror(value):
+        return tf.cond(flip, lambda: tf.reverse(value, [1]), lambda: value)
+
+    image = tf.image.resize(tf.cast(example["image"], tf.float32), new_size, method="bilinear")
+    out = {"image": mirror(image[top : top + height, left : left + width])}
+
+    rows = _nearest_source(top, height, size[0], new_size[0])
+    cols = _nearest_source(left, width, size[1], new_size[1])
+    cols = tf.cond(flip, lambda: tf.reverse(cols, [0]), lambda: cols)
+    for task in _tasks_in(example, tasks):
+        label = tf.gather(tf.gather(example[task.name], rows), cols, axis=1)
+        label = tf.cast(label, task.label_kind.label_dtype)
+        if task.label_kind.scale is not None:
+            label = task.label_kind.scale(label, factor, task.ignore_value)
+        if task.label_kind.flip is not None:
+            label = tf.cond(flip, lambda: task.label_kind.flip(label, task.ignore_value), lambda: label)
+        out[task.name] = label
+    return out
 
 
 def flip_left_right(example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec]) -> dict[str, tf.Tensor]:
@@ -466,29 +564,28 @@ def train_transform(
     check_train_options(tasks, crop_size, augment, mean, std, pad_values)
     crop_size = (int(crop_size[0]), int(crop_size[1]))
     seeds = tf.random.split(tf.convert_to_tensor(seed), 4)
-    example = to_working_dtypes(example, tasks)
+    # Raw dtypes: scale_crop_flip casts only the pixels it keeps.
+    example = {"image": example["image"], **{t.name: example[t.name] for t in _tasks_in(example, tasks)}}
 
     low, high = augment.scale_range
     factor = tf.random.stateless_uniform([], seeds[0], minval=low, maxval=high)
     if low == high:
         factor = tf.constant(low)
-    example = scale(example, tasks, factor)
+    new_size = scaled_size(tf.shape(example["image"])[:2], factor)
 
     ratio_spec = next((t for t in tasks if t.name == augment.ratio_task and t.label_kind.discrete), None)
-    ratio_label = example[ratio_spec.name] if ratio_spec is not None else None
-    top, left, height, width = random_crop_window(
-        seeds[1],
-        tf.shape(example["image"])[:2],
-        crop_size,
-        ratio_label=ratio_label,
-        ratio_spec=ratio_spec,
-        cat_max_ratio=augment.cat_max_ratio,
-        tries=augment.crop_tries,
-    )
-    example = crop(example, top, left, height, width)
 
+    def accept(top, left, height, width):
+        # The rule on the window of the scaled label, without scaling the label.
+        window = (top, left, height, width)
+        return _scaled_class_ratio_ok(example[ratio_spec.name], ratio_spec, augment.cat_max_ratio, window, new_size)
+
+    rule = ratio_spec is not None and augment.cat_max_ratio < 1.0
+    window = _sample_window(seeds[1], new_size, crop_size, accept if rule else None, augment.crop_tries)
+    flip = tf.constant(False)
     if augment.flip_probability > 0:
-        example = random_flip(example, tasks, seeds[2], augment.flip_probability)
+        flip = tf.random.stateless_uniform([], seeds[2]) < augment.flip_probability
+    example = scale_crop_flip(example, tasks, factor, window, flip)
     if augment.photometric:
         params = sample_photometric(
             seeds[3], augment.brightness_delta, augment.contrast_range, augment.saturation_range, augment.hue_delta
