@@ -212,6 +212,69 @@ def test_random_flip_rate_follows_probability():
     assert 70 <= rates[0.5] <= 130  # binomial(200, 0.5): mean 100, sd 7
 
 
+def _random_example(rng, height, width):
+    """A random example of every task in TASKS, labels with some 255 pixels."""
+    semseg = rng.integers(0, 24, (height, width, 1)).astype("int32")
+    semseg[rng.random((height, width)) < 0.1] = 255
+    normals = rng.uniform(-1, 1, (height, width, 3)).astype("float32")
+    return {
+        "image": rng.integers(0, 256, (height, width, 3)).astype("uint8"),
+        "semseg": semseg,
+        "depth": rng.uniform(0.5, 9, (height, width, 1)).astype("float32"),
+        "normals": normals,
+        "edge": rng.integers(0, 2, (height, width, 1)).astype("int32"),
+    }
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_scale_crop_flip_equals_scale_then_crop_then_flip(case):
+    rng = np.random.default_rng(case)
+    height, width = (int(v) for v in rng.integers(3, 40, 2))
+    example = _random_example(rng, height, width)
+    factor = float(rng.uniform(0.3, 2.5))
+    new_h, new_w = (int(v) for v in augment.scaled_size((height, width), factor))
+    crop_h, crop_w = int(rng.integers(1, new_h + 1)), int(rng.integers(1, new_w + 1))
+    top, left = int(rng.integers(0, new_h - crop_h + 1)), int(rng.integers(0, new_w - crop_w + 1))
+    flip = bool(case % 2)
+    working = augment.to_working_dtypes(example, TASKS)
+    expected = augment.crop(augment.scale(working, TASKS, factor), top, left, crop_h, crop_w)
+    if flip:
+        expected = augment.flip_left_right(expected, TASKS)
+    out = _eager_and_mapped(
+        lambda e: augment.scale_crop_flip(e, TASKS, factor, (top, left, crop_h, crop_w), tf.constant(flip)), example
+    )
+    tf.nest.map_structure(np.testing.assert_array_equal, _numpy(expected), out)
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_scaled_class_ratio_rule_decides_as_on_the_scaled_window(case):
+    rng = np.random.default_rng(100 + case)
+    height, width = (int(v) for v in rng.integers(2, 30, 2))
+    # Few classes and large patches, so that both verdicts occur.
+    label = np.repeat(rng.integers(0, 3, (height, 1, 1)), width, axis=1).astype("int32")
+    label[rng.random((height, width)) < 0.2] = rng.choice([1, 255])
+    factor = float(rng.uniform(0.3, 2.5))
+    new_size = augment.scaled_size((height, width), factor)
+    new_h, new_w = (int(v) for v in new_size)
+    window = (int(rng.integers(0, new_h)), int(rng.integers(0, new_w)))
+    window += (int(rng.integers(1, new_h - window[0] + 1)), int(rng.integers(1, new_w - window[1] + 1)))
+    top, left, h, w = window
+    scaled = tf.image.resize(label, new_size, method="nearest")[top : top + h, left : left + w]
+    for max_ratio in (0.5, 0.75, 0.9):
+        expected = bool(augment._class_ratio_ok(scaled, SEMSEG, max_ratio))
+        assert bool(augment._scaled_class_ratio_ok(tf.constant(label), SEMSEG, max_ratio, window, new_size)) == expected
+
+
+def test_scaled_class_ratio_rule_weights_pixels_by_their_repeats():
+    # Rows of class 0 and 1 scaled from 2x4 to 3x6: nearest rows floor((y + 0.5) * 2 / 3) = 0, 1, 1,
+    # so class 1 covers 2/3 of the scaled window (1/2 of the unscaled label).
+    label = tf.constant(np.array([[0] * 4, [1] * 4], "int32")[..., None])
+    window, new_size = (0, 0, 3, 6), augment.scaled_size((2, 4), 1.5)
+    assert [int(v) for v in new_size] == [3, 6]
+    assert not bool(augment._scaled_class_ratio_ok(label, SEMSEG, 0.6, window, new_size))
+    assert bool(augment._scaled_class_ratio_ok(label, SEMSEG, 0.7, window, new_size))
+
+
 # ----------------------------------------------------------------------------- photometric
 
 

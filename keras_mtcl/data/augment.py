@@ -146,7 +146,11 @@ def _class_ratio_ok(label: tf.Tensor, task: TaskSpec, max_ratio: float) -> tf.Te
     """
     flat = tf.reshape(label, [-1, 1])
     valid = tf.boolean_mask(flat[:, 0], task.valid_mask(flat, xp=tnp))
-    counts = tf.math.bincount(valid, minlength=1, dtype=tf.int32)
+    return _counts_ok(tf.math.bincount(valid, minlength=1, dtype=tf.int32), max_ratio)
+
+
+def _counts_ok(counts: tf.Tensor, max_ratio: float) -> tf.Tensor:
+    """The ratio rule on per-class pixel counts: two classes or more, none with >= max_ratio of the total."""
     present = tf.math.count_nonzero(counts)
     total = tf.maximum(tf.reduce_sum(counts), 1)
     ratio = tf.cast(tf.reduce_max(counts), tf.float32) / tf.cast(total, tf.float32)
@@ -172,11 +176,7 @@ def _scaled_class_ratio_ok(label, task, max_ratio, window, new_size) -> tf.Tenso
     valid = task.valid_mask(source, xp=tnp)
     times = tf.where(valid, row_times[:, None] * col_times[None, :], 0)
     values = tf.where(valid, tf.cast(source[..., 0], tf.int32), 0)
-    counts = tf.math.bincount(values, weights=times, minlength=1)
-    present = tf.math.count_nonzero(counts)
-    total = tf.maximum(tf.reduce_sum(counts), 1)
-    ratio = tf.cast(tf.reduce_max(counts), tf.float32) / tf.cast(total, tf.float32)
-    return tf.logical_and(present > 1, ratio < max_ratio)
+    return _counts_ok(tf.math.bincount(values, weights=times, minlength=1), max_ratio)
 
 
 def random_crop_window(
@@ -314,8 +314,12 @@ def random_flip(
     example: Mapping[str, tf.Tensor], tasks: Sequence[TaskSpec], seed, probability: float = FLIP_PROBABILITY
 ) -> dict[str, tf.Tensor]:
     """`flip_left_right` with probability `probability`, decided by the stateless `seed`."""
-    flip = tf.random.stateless_uniform([], seed) < probability
-    return tf.cond(flip, lambda: flip_left_right(example, tasks), lambda: dict(example))
+    return tf.cond(flip_drawn(seed, probability), lambda: flip_left_right(example, tasks), lambda: dict(example))
+
+
+def flip_drawn(seed, probability: float) -> tf.Tensor:
+    """Scalar bool: whether an example is flipped, with probability `probability`, from the stateless `seed`."""
+    return tf.random.stateless_uniform([], seed) < probability
 
 
 # ----------------------------------------------------------------------------- photometric
@@ -584,7 +588,7 @@ def train_transform(
     window = _sample_window(seeds[1], new_size, crop_size, accept if rule else None, augment.crop_tries)
     flip = tf.constant(False)
     if augment.flip_probability > 0:
-        flip = tf.random.stateless_uniform([], seeds[2]) < augment.flip_probability
+        flip = flip_drawn(seeds[2], augment.flip_probability)
     example = scale_crop_flip(example, tasks, factor, window, flip)
     if augment.photometric:
         params = sample_photometric(
