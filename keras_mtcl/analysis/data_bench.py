@@ -13,6 +13,7 @@ reference numpy / OpenCV chain in a PyTorch DataLoader
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 import os
 import time
@@ -90,6 +91,21 @@ def prepare_speed(config: str, data_dir: str) -> dict:
     }
 
 
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the tools that time the training pipeline: which examples, crop, batch, timed batches."""
+    from keras_mtcl.data import list_datasets
+
+    parser.add_argument("--dataset", default="synthetic", choices=list_datasets())
+    parser.add_argument("--split", default="train", help="split whose examples feed the training pipeline")
+    parser.add_argument("--manual-dir", default="")
+    parser.add_argument("--data-dir", default="")
+    parser.add_argument("--size", nargs=2, type=int, default=[480, 640], help="synthetic scene size")
+    parser.add_argument("--count", type=int, default=32, help="synthetic scenes")
+    parser.add_argument("--crop", nargs=2, type=int, default=[448, 576])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batches", type=int, default=10, help="timed batches per measurement")
+
+
 def pipeline_speed(
     dataset: str,
     split: str = "train",
@@ -112,16 +128,21 @@ def pipeline_speed(
         batch: batch size.
         batches: timed batches, after one warm-up batch.
     """
-    from keras_mtcl.data.sources import open_split
-
-    examples, specs = open_split(dataset, split, manual_dir=manual_dir, data_dir=data_dir, synthetic_size=size,
-                                 synthetic_count=count)
-    examples = examples.cache()
-    for _ in examples:  # read or render once, untimed
-        pass
+    examples, specs, _ = _read_once(dataset, split, manual_dir, data_dir, size, count)
     images_per_s = _train_pipeline_speed(examples, specs, crop, batch, batches)
     return {"dataset": dataset, "tasks": [t.name for t in specs], "crop": list(crop), "batch": batch,
             "images_per_s": images_per_s, "cpus": os.cpu_count()}
+
+
+def _read_once(dataset: str, split: str, manual_dir: str, data_dir: str, size: Sequence[int], count: int,
+               tasks: Sequence[str] = ()) -> tuple:
+    """(cached `tf.data.Dataset`, specs, list of numpy examples) of a split, read or rendered once, untimed."""
+    from keras_mtcl.data.sources import open_split
+
+    examples, specs = open_split(dataset, split, manual_dir=manual_dir, data_dir=data_dir, tasks=tasks,
+                                 synthetic_size=size, synthetic_count=count)
+    examples = examples.cache()
+    return examples, specs, list(examples.as_numpy_iterator())  # the iteration fills the cache
 
 
 def _train_pipeline_speed(examples, specs, crop: Sequence[int], batch: int, batches: int,
@@ -204,17 +225,13 @@ def compare_with_reference(
     import statistics
 
     from keras_mtcl.analysis import reference_data, timing
-    from keras_mtcl.data.sources import open_split
 
     reference_data.import_torch_and_cv2()  # fail before reading the examples
     cores = [int(n) for n in cores]
     if not cores or min(cores) < 1:
         raise ValueError(f"`cores` must be positive integers. Received: cores={cores}")
     load_before = round(os.getloadavg()[0], 2)
-    examples, specs = open_split(dataset, split, manual_dir=manual_dir, data_dir=data_dir, tasks=tasks,
-                                 synthetic_size=size, synthetic_count=count)
-    examples = examples.cache()
-    arrays = list(examples.as_numpy_iterator())  # read or render once, untimed; fills the cache
+    examples, specs, arrays = _read_once(dataset, split, manual_dir, data_dir, size, count, tasks)
     names = [t.name for t in specs]
     ours = {n: [] for n in cores}
     reference = {n: [] for n in cores}
