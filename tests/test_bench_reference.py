@@ -1,4 +1,4 @@
-"""keras_mtcl.analysis.reference_torch (the PyTorch reference), keras_mtcl.analysis.gpu_bench (the GPU benchmark
+"""keras_mtcl.analysis.reference_torch (the PyTorch reference), keras_mtcl.analysis.gpu_bench (the benchmark
 driver) and the commands over them, tools/bench_reference_torch.py and tools/gpu_bench.py.
 
 The reference runs here with the `tiny` model, its timm-free stand-in network,
@@ -181,6 +181,52 @@ def test_gpu_bench_plan_covers_models_groups_and_precisions():
 
 
 @pytest.mark.backend_independent
+def test_gpu_bench_cpu_plan_names_precisions_modes_device_interpreter_and_tensorflow():
+    commands = gpu_bench.plan(["tiny"], ["reference", "tensorflow", "torch-jit"], (64, 96), 4, 5, 2,
+                              precisions=["fp32"], modes=["fp32"], device="cpu", reference_python="/venv/bin/python")
+    by_id = {c.bench_id: c for c in commands}
+    assert list(by_id) == ["reference/tiny", "tensorflow/tiny/fp32", "torch-jit/tiny/fp32"]
+    reference, tensorflow = by_id["reference/tiny"], by_id["tensorflow/tiny/fp32"]
+    assert reference.shell().startswith("/venv/bin/python tools/bench_reference_torch.py --model tiny --modes fp32 ")
+    assert reference.args[-2:] == ("--device", "cpu") and reference.argv(ROOT)[0] == "/venv/bin/python"
+    assert dict(tensorflow.env) == {"KERAS_BACKEND": "tensorflow"} and "--no-jit" not in tensorflow.args
+    assert tensorflow.tensorflow and not reference.tensorflow and not by_id["torch-jit/tiny/fp32"].tensorflow
+    assert {c.model for c in commands} == {"tiny"}
+    with pytest.raises(ValueError, match=r"`modes` must be some of"):
+        gpu_bench.plan(["tiny"], modes=["fp16"])
+
+
+@pytest.mark.backend_independent
+def test_gpu_bench_rounds_alternate_and_ratios_take_medians_over_rounds_against_the_best_reference_mode():
+    commands = gpu_bench.plan(["tiny"], ["reference", "jax"], precisions=["fp32"])
+    ids = [c.bench_id for c in gpu_bench.in_rounds(commands, 3)]
+    assert ids == ["reference/tiny/round1", "jax/tiny/fp32/round1", "jax/tiny/fp32/round2",
+                   "reference/tiny/round2", "reference/tiny/round3", "jax/tiny/fp32/round3"]
+    assert gpu_bench.in_rounds(commands, 1) == commands
+    tags = gpu_bench.in_rounds(commands, 2)[3].tags()
+    assert tags == {"bench_id": "reference/tiny/round2", "group": "reference", "model": "tiny", "round": 2}
+
+    def line(group, step_ms, **fields):
+        return {"bench_id": group, "group": group, "model": "tiny", "batch": 4, "step_ms_median": step_ms, **fields}
+
+    records = [{"kind": "environment"}]
+    for step_ms in (100.0, 400.0, 120.0):  # median 120 ms: 4 images / 0.12 s
+        records.append(line("reference", step_ms, mode="fp32"))
+    records.append(line("reference", 80.0, mode="bf16"))  # the best mode: 50 images/s
+    for step_ms in (40.0, 50.0):  # median 45 ms
+        records.append(line("jax", step_ms, precision="fp32", regularizer=True))
+    records.append({**line("jax", 1.0, precision="fp32", regularizer=False), "error": "exit status 1"})
+    rows = {(r["group"], r["precision"], r["config"]): r for r in gpu_bench.ratios(records)}
+    assert set(rows) == {("reference", "fp32", ""), ("reference", "bf16", ""), ("jax", "fp32", "regularizer")}
+    assert rows[("reference", "fp32", "")]["rounds"] == 3
+    assert rows[("reference", "fp32", "")]["images_per_s"] == pytest.approx(4 / 0.120)
+    ours = rows[("jax", "fp32", "regularizer")]
+    assert ours["reference_mode"] == "bf16" and ours["reference_images_per_s"] == pytest.approx(50.0)
+    assert ours["vs_reference"] == pytest.approx((4 / 0.045) / 50.0)
+    assert "vs_reference" in gpu_bench.ratio_table(gpu_bench.ratios(records)).splitlines()[0]
+
+
+@pytest.mark.backend_independent
 def test_gpu_bench_resume_skips_done_commands_and_budget_skips_the_rest(tmp_path):
     previous = tmp_path / "previous.jsonl"
     done = {"bench_id": "jax/tiny/bf16", "group": "jax", "step_ms_median": 3.0}
@@ -219,6 +265,12 @@ def test_gpu_bench_runs_keras_without_tensorflow_and_blocks_it(tmp_path):
     last_line = tf_records[0]["output_tail"].strip().splitlines()[-1]
     assert last_line.startswith("ModuleNotFoundError") and "tensorflow" in last_line, last_line
     assert "===== torch/tiny: ok" in log.read_text()
+    # The `tensorflow` group's commands may import it.
+    allowed = dataclasses.replace(tf_run, bench_id="tensorflow/tiny", args=torch_args, tensorflow=True)
+    with open(log, "a") as sink:
+        tf_records = gpu_bench.run_command(allowed, timeout_s=300, log=sink, root=ROOT)
+    assert len(tf_records) == 1 and "error" not in tf_records[0], tf_records
+    assert (tf_records[0]["backend"], tf_records[0]["steps"]) == ("tensorflow", 3)
 
 
 def test_step_timer_times_every_step_once_its_loss_is_on_the_host():

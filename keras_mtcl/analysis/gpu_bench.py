@@ -1,9 +1,14 @@
-"""The one-command GPU training benchmark: its plan of commands and the runner (`tools/gpu_bench.py`).
+"""The one-command training benchmark against the PyTorch reference: its plan of commands and the runner.
 
-`plan` lists the commands, model by model, then group by group:
+`tools/gpu_bench.py` is the command: on a GPU machine with its defaults, on
+a CPU with `--device cpu --precisions fp32 --modes fp32` (and the
+TensorFlow group). `plan` lists the commands, model by model, then group by
+group:
 
 - `reference`: `tools/bench_reference_torch.py` (timm HRNet, plain PyTorch),
-  modes fp32, bf16 (autocast + channels_last) and compile (bf16 + torch.compile).
+  modes fp32, bf16 (autocast + channels_last) and compile (bf16 + torch.compile),
+  run by `reference_python` if given (an interpreter whose environment has
+  timm and torchvision; keras_mtcl is imported from the repository root).
 - `jax`: `KERAS_BACKEND=jax tools/bench_train.py`, precision bf16 then fp32,
   each with the regularizer off and on.
 - `torch`: the same on `KERAS_BACKEND=torch` with `--no-jit` (Keras's default
@@ -13,14 +18,45 @@
   off only (the regularizer's random draws make torch.compile trace again).
   The step is traced a second time at step 2 (an optimizer attribute set on
   the first call), so it needs a warm-up of 2 steps or more.
+- `tensorflow` (not in the default groups: the GPU machine has no
+  TensorFlow): `KERAS_BACKEND=tensorflow` with XLA (`jit_compile=True`).
 
-`run_plan` runs each command in its own process with TensorFlow made
-unimportable (as on the GPU machine, which has none), under a per-command
-time limit and an overall budget, and tags every JSON line of every command
-with `bench_id` (e.g. `jax/hrnet_w18/bf16`) and `group`; a command that
-fails or times out adds one line with `error` and the tail of its output.
-`summary` is the table printed last. This module imports neither TensorFlow
-nor Keras.
+`run_plan` runs each command in its own process, with TensorFlow made
+unimportable except in the `tensorflow` group (as on the GPU machine, which
+has none), under a per-command time limit and an overall budget, and tags
+every JSON line of every command with `bench_id` (e.g. `jax/hrnet_w18/bf16`),
+`group` and `model`; a command that fails or times out adds one line with
+`error` and the tail of its output. With `rounds` > 1 (for shared, noisy
+machines) the whole plan runs that many times in alternating order
+(`keras_mtcl.analysis.timing.alternating`), each line tagged with its
+`round` and the round in its `bench_id` (`.../round2`). `summary` is the
+table printed last; `ratios` sets each of ours against the best reference
+mode of the same model, from medians over rounds. This module imports
+neither TensorFlow nor Keras.
+
+On a GPU machine with JAX, PyTorch and timm but neither TensorFlow nor
+Keras, Keras travels as wheels, fetched once on a machine with pip, in the
+repository root:
+
+    echo /.whl/ >> .git/info/exclude
+    P="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 \\
+       --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl"
+    python3 -m pip download $P keras==3.15.1 namex==0.1.0 optree==0.20.0
+
+(Keras's other needs, absl-py, numpy, rich, h5py, ml-dtypes and packaging, and
+what keras_mtcl imports, scipy, pillow and matplotlib, are on the machine.)
+Then the `run` call, with `carry: [".whl"]` and `timeout_s: 600`:
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \\
+      .whl/*.whl && export PYTHONPATH=/tmp/site || exit; \\
+    PYTHONUNBUFFERED=1 python3 tools/gpu_bench.py --out $OUT/bench.jsonl --budget-s 500
+
+One call does not hold everything (each hrnet compiles for a minute or more
+per configuration, a call lasts at most 10 minutes): the order puts
+hrnet_w18 first. To go on in a later call, copy the returned bench.jsonl
+into an ignored folder of the repository (e.g. `.bench/`, added to
+.git/info/exclude), carry it with `.whl`, and add `--resume
+.bench/bench.jsonl`; the new `$OUT/bench.jsonl` holds the old lines and the new ones.
 
 Example:
 >>> [c.bench_id for c in plan(["tiny"], ["reference", "jax"])]
@@ -39,6 +75,7 @@ import os
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,9 +83,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
-GROUPS = ("reference", "jax", "torch", "torch-jit")
+GROUPS = ("reference", "jax", "torch", "torch-jit", "tensorflow")
 DEFAULT_GROUPS = ("reference", "jax", "torch")
 DEFAULT_MODELS = ("hrnet_w18", "hrnet_w18_small_v2", "hrnet_w48")
+DEFAULT_PRECISIONS = ("bf16", "fp32")
+DEFAULT_MODES = ("fp32", "bf16", "compile")  # the reference's modes (`reference_torch.MODES`)
 # Model name -> (reference network, keras_mtcl backbone).
 MODELS = {
     "hrnet_w18": ("hrnet_w18", "hrnet_w18"),
@@ -57,31 +96,51 @@ MODELS = {
     "tiny": ("tiny", "tiny_cnn"),
 }
 
-# Runs a script with TensorFlow unimportable: argv = [script, args...].
-_NO_TF_LAUNCHER = (
-    "import runpy, sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; "
-    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
-)
+# Runs a script: argv = [script, args...]; the first with TensorFlow unimportable.
+_LAUNCHER = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+_NO_TF_LAUNCHER = "import sys; sys.modules['tensorflow'] = None; sys.modules['tensorflow_datasets'] = None; " + _LAUNCHER
 
 
 @dataclasses.dataclass(frozen=True)
 class Command:
-    """One benchmark process: `bench_id`, its group, the script and arguments, extra environment."""
+    """One benchmark process.
+
+    Args:
+        bench_id: unique name of the command in a plan.
+        group: one of `GROUPS`.
+        script: path under the repository root.
+        args: its arguments.
+        env: extra environment variables.
+        model: the key of `MODELS` it measures.
+        python: the interpreter ("": this one).
+        tensorflow: whether TensorFlow may be imported.
+        round: 1, 2, ... when the plan runs in rounds, else 0.
+    """
 
     bench_id: str
     group: str
     script: str
     args: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    model: str = ""
+    python: str = ""
+    tensorflow: bool = False
+    round: int = 0
 
     def argv(self, root: str | os.PathLike) -> list[str]:
-        """The command line, its script under the repository `root`, run with TensorFlow unimportable."""
-        return [sys.executable, "-c", _NO_TF_LAUNCHER, str(Path(root) / self.script), *self.args]
+        """The command line, its script under the repository `root`, TensorFlow unimportable unless allowed."""
+        launcher = _LAUNCHER if self.tensorflow else _NO_TF_LAUNCHER
+        return [self.python or sys.executable, "-c", launcher, str(Path(root) / self.script), *self.args]
 
     def shell(self) -> str:
         """The command as one would type it in the repository root."""
         env = " ".join(f"{k}={v}" for k, v in self.env)
-        return f"{env + ' ' if env else ''}python {self.script} {shlex.join(self.args)}"
+        return f"{env + ' ' if env else ''}{self.python or 'python'} {self.script} {shlex.join(self.args)}"
+
+    def tags(self) -> dict:
+        """What every JSON line of the command is tagged with."""
+        tags = {"bench_id": self.bench_id, "group": self.group, "model": self.model}
+        return {**tags, "round": self.round} if self.round else tags
 
 
 def plan(
@@ -91,8 +150,26 @@ def plan(
     batch: int = 8,
     steps: int = 20,
     warmup: int = 5,
+    precisions: Sequence[str] = DEFAULT_PRECISIONS,
+    modes: Sequence[str] = DEFAULT_MODES,
+    device: str = "auto",
+    reference_python: str = "",
 ) -> list[Command]:
-    """The commands, model by model, then group by group (see the module docstring)."""
+    """The commands, model by model, then group by group (see the module docstring).
+
+    Args:
+        models: keys of `MODELS`.
+        groups: among `GROUPS`.
+        size: (height, width) of the batch.
+        batch: images per step.
+        steps: timed steps per command.
+        warmup: untimed steps first.
+        precisions: of keras_mtcl's commands, among "bf16" and "fp32"
+            (`torch-jit` runs the first only).
+        modes: of the reference, among `DEFAULT_MODES`.
+        device: the reference's `--device` ("auto", "cuda" or "cpu").
+        reference_python: the interpreter of the reference ("": this one).
+    """
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         raise ValueError(
@@ -101,6 +178,9 @@ def plan(
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise ValueError(f"Unknown groups {unknown}. Expected some of {list(GROUPS)}. Received: groups={list(groups)}")
+    for name, values, allowed in (("precisions", precisions, DEFAULT_PRECISIONS), ("modes", modes, DEFAULT_MODES)):
+        if not values or any(v not in allowed for v in values):
+            raise ValueError(f"`{name}` must be some of {list(allowed)}. Received: {name}={list(values)}")
     common = ("--size", str(size[0]), str(size[1]), "--batch", str(batch))
     common += ("--steps", str(steps), "--warmup", str(warmup))
     commands = []
@@ -108,20 +188,37 @@ def plan(
         reference, backbone = MODELS[model]
         for group in groups:
             if group == "reference":
-                args = ("--model", reference, "--modes", "fp32", "bf16", "compile", *common)
-                commands.append(Command(f"reference/{model}", group, "tools/bench_reference_torch.py", args))
+                args = ("--model", reference, "--modes", *modes, *common)
+                args += ("--device", device) if device != "auto" else ()
+                commands.append(Command(f"reference/{model}", group, "tools/bench_reference_torch.py", args,
+                                        model=model, python=reference_python))
                 continue
-            backend = "jax" if group == "jax" else "torch"
-            precisions = ("bf16",) if group == "torch-jit" else ("bf16", "fp32")
-            for precision in precisions:
+            backend = {"jax": "jax", "tensorflow": "tensorflow"}.get(group, "torch")
+            for precision in precisions[:1] if group == "torch-jit" else precisions:
                 args = ("--backbone", backbone, "--precision", precision, *common)
                 if group == "torch":
                     args += ("--no-jit",)
                 if group == "torch-jit":
                     args += ("--configs", "baseline")
                 env = (("KERAS_BACKEND", backend),)
-                commands.append(Command(f"{group}/{model}/{precision}", group, "tools/bench_train.py", args, env))
+                commands.append(Command(f"{group}/{model}/{precision}", group, "tools/bench_train.py", args, env,
+                                        model=model, tensorflow=group == "tensorflow"))
     return commands
+
+
+def in_rounds(commands: Sequence[Command], rounds: int) -> list[Command]:
+    """`commands` `rounds` times in alternating order, each bench_id suffixed with its round (unchanged for 1)."""
+    from keras_mtcl.analysis.timing import alternating
+
+    if rounds < 1:
+        raise ValueError(f"`rounds` must be >= 1. Received: rounds={rounds}")
+    if rounds == 1:
+        return list(commands)
+    return [
+        dataclasses.replace(command, bench_id=f"{command.bench_id}/round{index + 1}", round=index + 1)
+        for index, order in enumerate(alternating(commands, rounds))
+        for command in order
+    ]
 
 
 def environment() -> dict:
@@ -186,7 +283,7 @@ def run_command(command: Command, timeout_s: float, log: TextIO, root: str | os.
     log.write(text)
     log.write(f"===== {command.bench_id}: {error or 'ok'} in {time.perf_counter() - start:.1f} s\n")
     log.flush()
-    tags = {"bench_id": command.bench_id, "group": command.group}
+    tags = command.tags()
     records = []
     for line in text.splitlines():
         if line.startswith("{"):
@@ -230,6 +327,70 @@ def summary(records: Sequence[dict]) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def ratios(records: Sequence[dict]) -> list[dict]:
+    """Each of ours against the best reference mode of the same model, from medians over rounds.
+
+    Args:
+        records: the lines of `run_plan`.
+
+    Returns:
+        One row per model and keras_mtcl configuration (group, precision,
+        regularizer off or on): `images_per_s` = batch / median over rounds
+        of `step_ms_median`, the best reference `reference_mode` (most
+        images/s) with its `reference_images_per_s`, and `vs_reference`, ours
+        over it (> 1: ours is faster); `rounds`, the lines behind each.
+        Reference rows come first, with `vs_reference` against the best.
+
+    Example:
+    >>> lines = [{"bench_id": "reference/tiny", "group": "reference", "model": "tiny", "mode": "fp32",
+    ...           "batch": 4, "step_ms_median": 200.0},
+    ...          {"bench_id": "jax/tiny/fp32", "group": "jax", "model": "tiny", "precision": "fp32",
+    ...           "regularizer": False, "batch": 4, "step_ms_median": 100.0}]
+    >>> [(r["group"], r["images_per_s"], r["vs_reference"]) for r in ratios(lines)]
+    [('reference', 20.0, 1.0), ('jax', 40.0, 2.0)]
+    """
+    steps: dict[tuple, list[float]] = {}
+    batches: dict[tuple, int] = {}
+    for r in records:
+        needs = ("mode",) if r.get("group") == "reference" else ("precision", "regularizer")
+        if "error" in r or any(k not in r for k in ("bench_id", "batch", "step_ms_median", *needs)):
+            continue  # the environment line, failures, lines of other tools
+        model = r.get("model") or r["bench_id"].split("/")[1]  # lines of earlier versions have no `model`
+        if r["group"] == "reference":
+            key = (model, "reference", r["mode"], "")
+        else:
+            key = (model, r["group"], r["precision"], "regularizer" if r["regularizer"] else "baseline")
+        steps.setdefault(key, []).append(r["step_ms_median"])
+        batches[key] = r["batch"]
+    rows = [
+        {"model": key[0], "group": key[1], "precision": key[2], "config": key[3], "rounds": len(values),
+         "step_ms_median": statistics.median(values), "images_per_s": batches[key] * 1000.0 / statistics.median(values)}
+        for key, values in steps.items()
+    ]
+    best = {}
+    for row in rows:
+        if row["group"] == "reference" and row["images_per_s"] > best.get(row["model"], {}).get("images_per_s", 0):
+            best[row["model"]] = row
+    for row in rows:
+        reference = best.get(row["model"])
+        if reference:
+            row.update(reference_mode=reference["precision"], reference_images_per_s=reference["images_per_s"],
+                       vs_reference=row["images_per_s"] / reference["images_per_s"])
+    return sorted(rows, key=lambda row: (row["model"], row["group"] != "reference"))
+
+
+def ratio_table(rows: Sequence[dict]) -> str:
+    """`ratios` as a fixed-width table."""
+    head = ("model", "group", "precision", "config", "rounds", "step_ms_median", "images_per_s", "vs_reference")
+    table = [head] + [
+        (r["model"], r["group"], r["precision"], r["config"], str(r["rounds"]), f"{r['step_ms_median']:.1f}",
+         f"{r['images_per_s']:.2f}", f"{r['vs_reference']:.2f}" if "vs_reference" in r else "")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
 
 
 def run_plan(
@@ -278,8 +439,7 @@ def run_plan(
                 continue
             left = budget_s - (time.perf_counter() - start)
             if left <= 0:
-                emit({"bench_id": command.bench_id, "group": command.group, "skipped": "budget",
-                      "command": command.shell()})
+                emit({**command.tags(), "skipped": "budget", "command": command.shell()})
                 continue
             progress(f"[{time.perf_counter() - start:6.0f} s] {command.bench_id}")
             for record in run_command(command, min(timeout_s, max(left, 1.0)), log, root):
@@ -287,5 +447,6 @@ def run_plan(
     return results
 
 
-__all__ = ["DEFAULT_GROUPS", "DEFAULT_MODELS", "GROUPS", "MODELS", "Command", "done_ids", "environment", "plan",
-           "run_command", "run_plan", "summary"]
+__all__ = ["DEFAULT_GROUPS", "DEFAULT_MODELS", "DEFAULT_MODES", "DEFAULT_PRECISIONS", "GROUPS", "MODELS", "Command",
+           "done_ids", "environment", "in_rounds", "plan", "ratio_table", "ratios", "run_command", "run_plan",
+           "summary"]
