@@ -71,3 +71,16 @@ def test_prepare_command_refuses_a_manual_dir_for_synthetic_scenes(tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         prepare.main(["synthetic", "--data-dir", str(tmp_path), "--manual-dir", str(tmp_path)])
     assert exit_info.value.code == 2 and "unrecognized arguments: --manual-dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["synthetic", "nyud"])
+def test_a_builder_of_unprepared_data_leaves_the_temporary_directory_as_it_was(name, tmp_path, monkeypatch):
+    # tfds's own DatasetInfo looks unprepared datasets up in its public bucket and leaves an empty folder per builder.
+    import tempfile
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    builder = get_dataset(name)(data_dir=str(tmp_path / "data"))
+    assert builder.info.name == builder.name
+    assert list(temporary.iterdir()) == []

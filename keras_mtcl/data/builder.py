@@ -214,6 +214,18 @@ def read_split_files(root: PathLike, files: Mapping[str, pathlib.Path], owner: s
 # ------------------------------------------------------------------ the skeleton
 
 
+class LocalDatasetInfo(tfds.core.DatasetInfo):
+    """The `DatasetInfo` of a dataset built on this machine: never looked up in tfds's public bucket.
+
+    tfds looks the info of a builder whose data is not prepared yet up in its
+    GCS bucket: offline a network attempt, and each lookup leaves an empty
+    folder in the temporary directory (tfds 4.9).
+    """
+
+    def initialize_from_bucket(self) -> None:
+        return None
+
+
 class MultiTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A dataset of the registry: its tasks, how to prepare it, read a split of it, and its command line.
 
@@ -249,7 +261,7 @@ class MultiTaskBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return self.DESCRIPTION
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description=self.describe(),
             features=features_for(self.task_kinds()),

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_mtcl.data import register_dataset, synthetic
-from keras_mtcl.data.builder import MultiTaskBuilder
+from keras_mtcl.data.builder import LocalDatasetInfo, MultiTaskBuilder
 from keras_mtcl.data.decode import PathLike
 from keras_mtcl.errors import ConfigError
 from keras_mtcl.tasks import TaskSpec
@@ -164,7 +164,7 @@ class SyntheticScenes(MultiTaskBuilder):
             return tfds.features.Image(shape=(h, w, 1), dtype=np.uint8, encoding_format="png")
 
         zlib = tfds.features.Encoding.ZLIB
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description=(
                 "Procedurally rendered indoor scenes (room, pictures, boxes, spheres, cylinders) with "
