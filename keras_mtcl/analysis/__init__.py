@@ -13,7 +13,8 @@ never import it on the JAX or PyTorch path.
 - `contrastive_bench`: the regularizer alone: step time, triplet fractions, graph size.
 - `inference_cost`: the exported SavedModels of a baseline and a regularized run, compared.
 - `reference_torch`: the plain-PyTorch reference network, losses and optimiser (the `torch` extra).
-- `gpu_bench`: the plan and runner of the one-command GPU benchmark.
+- `gpu_bench`: the plan and runner of the one-command benchmark against the PyTorch reference (GPU or CPU).
+- `step_profile`: a training step's time per operation, by the backend's own profiler (JAX, PyTorch).
 - `data_bench`: speed of the input pipeline and of the synthetic scenes; the input pipeline against the reference.
 - `reference_data`: the reference numpy / OpenCV training transforms in a PyTorch DataLoader, timed (torch, OpenCV).
 - `boundaries`: speed and conventions of the boundary benchmark (`keras_mtcl.edge_eval`).

@@ -77,7 +77,7 @@ class BenchSetup:
         steps: timed steps (per round).
         warmup: untimed steps first (compilation).
         configs: among `CONFIGS`, in order.
-        jit_compile: `compile(jit_compile=...)`.
+        jit_compile: `compile(jit_compile=...)`: True, False or "auto".
         rounds: > 1: build every configuration first, then time them in
             alternating blocks of `steps` steps.
     """
@@ -91,7 +91,7 @@ class BenchSetup:
     steps: int = 20
     warmup: int = 3
     configs: tuple[str, ...] = CONFIGS
-    jit_compile: bool = True
+    jit_compile: bool | str = True
     rounds: int = 1
 
     def __post_init__(self):
