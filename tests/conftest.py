@@ -7,23 +7,11 @@ never calls the Keras backend; they run in the tensorflow pass only, since
 the other passes would repeat them byte for byte.
 """
 
-import atexit
 import os
 import pathlib
-import shutil
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Tests check values, not speed, and most of their time on JAX (and on TensorFlow with XLA) is
-# compilation: XLA's CPU code generator at its lowest optimisation compiles in about 3/4 of the time.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    # Many tests compile the same small programs (initialisers, eager ops, identical steps); one cache
-    # for the session and the commands it starts, removed at the end.
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="keras_mtcl_tests_jax_cache_")
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
