@@ -37,7 +37,7 @@ def main(argv=None) -> int:
                         help="task set: nyud, pascal or synthetic (its six tasks, rendered scenes)")
     parser.add_argument("--size", nargs=2, type=int, default=[96, 128])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=train_bench.PRECISIONS, default="fp32")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--configs", nargs="+", choices=train_bench.CONFIGS, default=list(train_bench.CONFIGS))

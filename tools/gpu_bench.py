@@ -50,9 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", default=list(gpu_bench.DEFAULT_PRECISIONS),
-                        choices=gpu_bench.DEFAULT_PRECISIONS, help="of keras_mtcl's commands")
-    parser.add_argument("--modes", nargs="+", default=list(gpu_bench.DEFAULT_MODES), choices=gpu_bench.DEFAULT_MODES,
-                        help="of the reference")
+                        choices=gpu_bench.PRECISIONS, help="of keras_mtcl's commands")
+    parser.add_argument("--modes", nargs="+", default=list(gpu_bench.REFERENCE_MODES),
+                        choices=gpu_bench.REFERENCE_MODES, help="of the reference")
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto", help="of the reference")
     parser.add_argument("--reference-python", default="", help="interpreter of the reference (default: this one)")
     parser.add_argument("--rounds", type=int, default=1, help="run the plan this many times, in alternating order")

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="nyud", help="task set: nyud, pascal or synthetic")
     parser.add_argument("--size", nargs=2, type=int, default=[96, 128], metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=train_bench.PRECISIONS, default="fp32")
     parser.add_argument("--regularizer", action="store_true", help="with the contrastive regularizer")
     parser.add_argument("--no-jit", action="store_true",
                         help="compile(jit_compile=False); default 'auto' (compiled on JAX, eager on PyTorch)")

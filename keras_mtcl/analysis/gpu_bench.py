@@ -83,11 +83,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+from keras_mtcl.analysis.train_bench import PRECISIONS  # plain data: importing it imports no framework
+
 GROUPS = ("reference", "jax", "torch", "torch-jit", "tensorflow")
 DEFAULT_GROUPS = ("reference", "jax", "torch")
 DEFAULT_MODELS = ("hrnet_w18", "hrnet_w18_small_v2", "hrnet_w48")
-DEFAULT_PRECISIONS = ("bf16", "fp32")
-DEFAULT_MODES = ("fp32", "bf16", "compile")  # the reference's modes (`reference_torch.MODES`)
+DEFAULT_PRECISIONS = ("bf16", "fp32")  # of `train_bench.PRECISIONS`, bf16 first
+# The modes of `tools/bench_reference_torch.py` (`reference_torch.MODES`), named here without importing torch.
+REFERENCE_MODES = ("fp32", "bf16", "compile")
 # Model name -> (reference network, keras_mtcl backbone).
 MODELS = {
     "hrnet_w18": ("hrnet_w18", "hrnet_w18"),
@@ -151,7 +154,7 @@ def plan(
     steps: int = 20,
     warmup: int = 5,
     precisions: Sequence[str] = DEFAULT_PRECISIONS,
-    modes: Sequence[str] = DEFAULT_MODES,
+    modes: Sequence[str] = REFERENCE_MODES,
     device: str = "auto",
     reference_python: str = "",
 ) -> list[Command]:
@@ -164,9 +167,9 @@ def plan(
         batch: images per step.
         steps: timed steps per command.
         warmup: untimed steps first.
-        precisions: of keras_mtcl's commands, among "bf16" and "fp32"
+        precisions: of keras_mtcl's commands, among `train_bench.PRECISIONS`
             (`torch-jit` runs the first only).
-        modes: of the reference, among `DEFAULT_MODES`.
+        modes: of the reference, among `REFERENCE_MODES`.
         device: the reference's `--device` ("auto", "cuda" or "cpu").
         reference_python: the interpreter of the reference ("": this one).
     """
@@ -178,7 +181,7 @@ def plan(
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise ValueError(f"Unknown groups {unknown}. Expected some of {list(GROUPS)}. Received: groups={list(groups)}")
-    for name, values, allowed in (("precisions", precisions, DEFAULT_PRECISIONS), ("modes", modes, DEFAULT_MODES)):
+    for name, values, allowed in (("precisions", precisions, PRECISIONS), ("modes", modes, REFERENCE_MODES)):
         if not values or any(v not in allowed for v in values):
             raise ValueError(f"`{name}` must be some of {list(allowed)}. Received: {name}={list(values)}")
     common = ("--size", str(size[0]), str(size[1]), "--batch", str(batch))
@@ -325,6 +328,10 @@ def summary(records: Sequence[dict]) -> str:
                 note[:40],
             )
         )
+    return _fixed_width(rows)
+
+
+def _fixed_width(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
@@ -389,8 +396,7 @@ def ratio_table(rows: Sequence[dict]) -> str:
          f"{r['images_per_s']:.2f}", f"{r['vs_reference']:.2f}" if "vs_reference" in r else "")
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+    return _fixed_width(table)
 
 
 def run_plan(
@@ -447,6 +453,6 @@ def run_plan(
     return results
 
 
-__all__ = ["DEFAULT_GROUPS", "DEFAULT_MODELS", "DEFAULT_MODES", "DEFAULT_PRECISIONS", "GROUPS", "MODELS", "Command",
+__all__ = ["DEFAULT_GROUPS", "DEFAULT_MODELS", "DEFAULT_PRECISIONS", "GROUPS", "MODELS", "REFERENCE_MODES", "Command",
            "done_ids", "environment", "in_rounds", "plan", "ratio_table", "ratios", "run_command", "run_plan",
            "summary"]

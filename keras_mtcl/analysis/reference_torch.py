@@ -67,13 +67,14 @@ import time
 from typing import Callable, Sequence
 
 from keras_mtcl import optional
+from keras_mtcl.analysis.gpu_bench import REFERENCE_MODES
 from keras_mtcl import tasks as task_lib  # plain data: no Keras, no TensorFlow
 
 torch = optional.import_optional("torch", "torch", "The PyTorch reference (keras_mtcl.analysis.reference_torch)")
 F = optional.import_optional("torch.nn.functional", "torch", "The PyTorch reference")
 nn = torch.nn
 
-MODES = ("fp32", "bf16", "compile")
+MODES = REFERENCE_MODES
 TIMM_MODELS = ("hrnet_w18_small_v2", "hrnet_w18", "hrnet_w48")
 
 

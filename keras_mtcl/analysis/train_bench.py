@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 CONFIGS = ("baseline", "regularizer")
+PRECISIONS = ("fp32", "bf16")  # "bf16": Keras's mixed_bfloat16 policy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +102,7 @@ class BenchSetup:
                 f"Received: steps={self.steps}, warmup={self.warmup}, rounds={self.rounds}"
             )
         unknown = [c for c in self.configs if c not in CONFIGS]
-        if unknown or self.precision not in ("fp32", "bf16"):
+        if unknown or self.precision not in PRECISIONS:
             raise ValueError(
                 f"`configs` must be among {CONFIGS} and `precision` 'fp32' or 'bf16'. "
                 f"Received: configs={list(self.configs)}, precision={self.precision!r}"
@@ -379,7 +380,7 @@ def run_first_step(
     return summary
 
 
-__all__ = ["CONFIGS", "BenchSetup", "build_trainer", "first_step", "make_batch", "make_dataset", "report", "run",
+__all__ = ["CONFIGS", "PRECISIONS", "BenchSetup", "build_trainer", "first_step", "make_batch", "make_dataset", "report", "run",
            "run_config", "run_first_step", "run_interleaved", "task_specs", "timed_fit"]
 
 
