@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from keras_mtcl import optional
 from keras_mtcl.analysis import train_bench
 
 PROFILED_BACKENDS = ("jax", "torch")
@@ -41,10 +42,10 @@ def kind_of(op: str) -> str:
 
 
 def _jax_ops(run: Callable[[], None]) -> dict[str, float]:
-    import jax
+    profiler = optional.import_optional("jax.profiler", "jax", "Profiling a JAX training step")
 
     with tempfile.TemporaryDirectory() as folder:
-        with jax.profiler.trace(folder, create_perfetto_trace=True):
+        with profiler.trace(folder, create_perfetto_trace=True):
             run()
         trace = next(Path(folder).rglob("perfetto_trace.json.gz"))
         with gzip.open(trace, "rt") as stream:
@@ -58,8 +59,9 @@ def _jax_ops(run: Callable[[], None]) -> dict[str, float]:
 
 
 def _torch_ops(run: Callable[[], None]) -> dict[str, float]:
-    import torch
-    from torch.profiler import ProfilerActivity, profile
+    torch = optional.import_optional("torch", "torch", "Profiling a PyTorch training step")
+    profiler_module = optional.import_optional("torch.profiler", "torch", "Profiling a PyTorch training step")
+    ProfilerActivity, profile = profiler_module.ProfilerActivity, profiler_module.profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=activities) as profiler:
