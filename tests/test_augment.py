@@ -355,6 +355,41 @@ def test_normalize_uses_imagenet_statistics():
     np.testing.assert_allclose(np.asarray(out).ravel(), [1, 1, 1], rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "factor, window, flip, photometric",
+    [(1.0, (3, 4, 20, 28), False, True), (1.7, (17, 21, 20, 28), True, True), (0.5, (0, 0, 12, 16), True, False)],
+)
+def test_transform_window_equals_the_separate_steps(factor, window, flip, photometric):
+    # A 24x32 example of random pixels and labels, cropped to 20x28 (the last case scaled below it: padded).
+    rng = np.random.default_rng(3)
+    ex = {
+        "image": rng.integers(0, 256, (24, 32, 3)).astype("uint8"),
+        "semseg": rng.integers(0, 24, (24, 32, 1)).astype("uint8"),
+        "depth": rng.uniform(0.5, 9, (24, 32, 1)).astype("float32"),
+        "normals": rng.uniform(-1, 1, (24, 32, 3)).astype("float32"),
+        "edge": rng.integers(0, 2, (24, 32, 1)).astype("uint8"),
+    }
+    params = _params(brightness_on=True, brightness=-20.0, contrast_on=True, contrast=1.3, contrast_first=False,
+                     saturation_on=True, saturation=0.7, hue_on=True, hue=-9) if photometric else None  # fmt: skip
+    flip = tf.constant(flip)
+    pads = {"image": 3.0, "depth": 7.0}
+    fn = lambda e: augment.transform_window(e, TASKS, factor, window, flip, (20, 28), params, pad_values=pads)  # noqa: E731
+    out = _eager_and_mapped(fn, ex)
+
+    steps = augment.scale_crop_flip(ex, TASKS, factor, window, flip)
+    if photometric:
+        steps["image"] = augment.apply_photometric(steps["image"], params)
+    steps["image"] = augment.normalize(steps["image"])
+    expected, _, _ = augment.pad_to_size(steps, TASKS, (20, 28), pads)
+    for task in TASKS:
+        np.testing.assert_array_equal(out[task.name], expected[task.name], err_msg=task.name)
+    # The image takes the same source taps and weights; XLA may round each float32 step of the interpolation,
+    # the HSV conversions and the normalisation differently: about ten roundings of values <= 255, the hue's
+    # scaled by 6 (its sextant), bound by 64 ulps of 255 (1e-3), divided by 255 * std (>= 0.224).
+    atol = 64 * np.spacing(np.float32(255)) / (255 * 0.224)
+    np.testing.assert_allclose(out["image"], expected["image"], rtol=0, atol=atol)
+
+
 def test_pad_centres_and_fills_each_task_with_its_invalid_value():
     ex = _small_example()
     fn = lambda e: augment.pad_to_size(e, TASKS, (5, 6))  # noqa: E731
