@@ -31,13 +31,7 @@ from keras_mtcl.analysis import train_bench  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="tiny_cnn")
-    parser.add_argument("--framework", default="baseline")
-    parser.add_argument("--dataset", default="nyud",
-                        help="task set: nyud, pascal or synthetic (its six tasks, rendered scenes)")
-    parser.add_argument("--size", nargs=2, type=int, default=[96, 128])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--precision", choices=train_bench.PRECISIONS, default="fp32")
+    train_bench.add_setup_arguments(parser)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--configs", nargs="+", choices=train_bench.CONFIGS, default=list(train_bench.CONFIGS))
@@ -52,9 +46,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         setup = train_bench.BenchSetup(
-            backbone=args.backbone, framework=args.framework, dataset=args.dataset, size=tuple(args.size),
-            batch=args.batch, precision=args.precision, steps=args.steps, warmup=args.warmup,
-            configs=tuple(args.configs), jit_compile=not args.no_jit, rounds=args.rounds,
+            **train_bench.setup_options(args), steps=args.steps, warmup=args.warmup, configs=tuple(args.configs),
+            jit_compile=not args.no_jit, rounds=args.rounds,
         )
     except ValueError as error:
         parser.error(str(error))

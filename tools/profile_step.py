@@ -24,12 +24,7 @@ from keras_mtcl.analysis import step_profile, train_bench  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="tiny_cnn")
-    parser.add_argument("--framework", default="baseline")
-    parser.add_argument("--dataset", default="nyud", help="task set: nyud, pascal or synthetic")
-    parser.add_argument("--size", nargs=2, type=int, default=[96, 128], metavar=("H", "W"))
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--precision", choices=train_bench.PRECISIONS, default="fp32")
+    train_bench.add_setup_arguments(parser)
     parser.add_argument("--regularizer", action="store_true", help="with the contrastive regularizer")
     parser.add_argument("--no-jit", action="store_true",
                         help="compile(jit_compile=False); default 'auto' (compiled on JAX, eager on PyTorch)")
@@ -38,9 +33,8 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=15, help="operations listed")
     args = parser.parse_args(argv)
     try:
-        setup = train_bench.BenchSetup(backbone=args.backbone, framework=args.framework, dataset=args.dataset,
-                                       size=tuple(args.size), batch=args.batch, precision=args.precision,
-                                       warmup=args.warmup, jit_compile=False if args.no_jit else "auto")
+        setup = train_bench.BenchSetup(**train_bench.setup_options(args), warmup=args.warmup,
+                                       jit_compile=False if args.no_jit else "auto")
         profile = step_profile.profile_step(setup, args.regularizer, args.steps, args.top)
     except ValueError as error:
         parser.error(str(error))

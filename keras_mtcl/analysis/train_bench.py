@@ -49,6 +49,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -107,6 +108,28 @@ class BenchSetup:
                 f"`configs` must be among {CONFIGS} and `precision` 'fp32' or 'bf16'. "
                 f"Received: configs={list(self.configs)}, precision={self.precision!r}"
             )
+
+
+def add_setup_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the flags of the model and batch of a `BenchSetup` (--backbone ... --precision) to `parser`.
+
+    `setup_options(args)` reads them back as `BenchSetup` keyword arguments.
+    """
+    defaults = BenchSetup()
+    parser.add_argument("--backbone", default=defaults.backbone, help="registered backbone (random weights)")
+    parser.add_argument("--framework", default=defaults.framework, help="decoder")
+    parser.add_argument("--dataset", default=defaults.dataset,
+                        help="task set: nyud, pascal or synthetic (its six tasks, rendered scenes)")
+    parser.add_argument("--size", nargs=2, type=int, default=list(defaults.size), metavar=("H", "W"))
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="images per step")
+    parser.add_argument("--precision", choices=PRECISIONS, default=defaults.precision,
+                        help="bf16: Keras's mixed_bfloat16 policy")
+
+
+def setup_options(args: argparse.Namespace) -> dict:
+    """The `BenchSetup` keyword arguments of the flags of `add_setup_arguments`."""
+    return dict(backbone=args.backbone, framework=args.framework, dataset=args.dataset, size=tuple(args.size),
+                batch=args.batch, precision=args.precision)
 
 
 def task_specs(dataset: str) -> list:
