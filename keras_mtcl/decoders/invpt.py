@@ -119,7 +119,9 @@ class TaskTokenAttention(layers.Layer):
             previous = _resize_scores(message, grid)
             mixed = ops.einsum("btyxgk,gh->btyxhk", ops.concatenate([scores, previous], axis=4), self.fuse_kernel)
             scores = mixed + self.fuse_bias[:, None]
-        attended = ops.einsum("btyxhk,bkhd->btyxhd", ops.softmax(scores, axis=-1), v)
+        # Softmax over keys on a 2-D view: TensorFlow's oneDNN softmax refuses inputs of more than 5 dimensions.
+        weights = ops.reshape(ops.softmax(ops.reshape(scores, (-1, ops.shape(scores)[-1])), axis=-1), ops.shape(scores))
+        attended = ops.einsum("btyxhk,bkhd->btyxhd", weights, v)
         attended = self.projection(ops.reshape(attended, (batch, self.num_tasks, *grid, self.channels)))
         outputs = [resize_to(attended[:, t], ops.shape(x)[1:3]) for t, x in enumerate(maps)]
         return outputs, scores, key_size
