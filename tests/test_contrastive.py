@@ -10,6 +10,7 @@ import pytest
 from harness import assert_round_trip, to_numpy
 from keras_mtcl import kinds, tasks
 from keras_mtcl.losses import l2_normalize
+from keras_mtcl.testing.harness import eager_unless_jax
 from keras_mtcl.contrastive import (
     CrossTaskContrastive,
     criterion_masks,
@@ -640,7 +641,7 @@ def test_fit_through_the_trainer_advances_the_seed_and_reports_metrics(tmp_path)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     y = random_labels(specs, 2, 32, 32)
     state = to_numpy(regularizer.seed_generator.state.value)
-    trainer.compile(optimizer="adam")
+    trainer.compile(optimizer="adam", run_eagerly=eager_unless_jax())
     import warnings
 
     with warnings.catch_warnings(record=True) as caught:

@@ -13,6 +13,7 @@ from keras_mtcl import backbones, tasks
 from keras_mtcl.decoders import list_decoders
 from keras_mtcl.decoders.blocks import FeaturePropagation, MultiModalDistillation
 from keras_mtcl.model import MultiTaskModel, load_model
+from keras_mtcl.testing.harness import eager_unless_jax
 from keras_mtcl.testing.labels import random_labels
 from keras_mtcl.trainer import MultiTaskTrainer
 
@@ -76,7 +77,7 @@ def test_fit_trains_with_deep_supervision_and_save_load_keeps_predictions(framew
     x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
     y = random_labels(specs, 2, 32, 32, seed=3, invalid_fraction=0.0)
     trainer = MultiTaskTrainer(model)
-    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=eager_unless_jax())
     history = trainer.fit(x, y, epochs=2, verbose=0).history
     assert np.all(np.isfinite(history["auxiliary_loss"])) and history["auxiliary_loss"][0] > 0
     # The total includes the deep-supervision terms.

@@ -454,6 +454,17 @@ def _revived(variables: Sequence) -> list:
     return previous
 
 
+def eager_unless_jax() -> bool:
+    """`run_eagerly` for a test's few training steps: eager on TensorFlow and PyTorch, compiled on JAX.
+
+    Tracing a TensorFlow graph for one or two steps costs more than it saves
+    (MTI-Net: about 100 s against seconds eagerly); eager JAX compiles every op
+    one by one (about 1,300 compilations, 80 s, for one InvPT step on a CPU,
+    against 25 s for the whole step).
+    """
+    return keras.backend.backend() != "jax"
+
+
 def check_training_step(model, images: np.ndarray, labels: Mapping, regularizer=None, run_eagerly: bool | None = None):
     """One `MultiTaskTrainer.fit` step with the regularizer on: finite losses, and a gradient for every weight.
 
@@ -474,11 +485,7 @@ def check_training_step(model, images: np.ndarray, labels: Mapping, regularizer=
         model: a `MultiTaskModel` (or any model `MultiTaskTrainer` takes).
         images, labels: one batch.
         regularizer: default `make_regularizer()`.
-        run_eagerly: passed to `compile`. Default: eager on TensorFlow and
-            PyTorch (one step: tracing a graph costs more than it saves),
-            compiled on JAX, where eager ops are compiled one by one (about
-            1,300 compilations, 80 s, for one InvPT step on a CPU, against
-            25 s for the whole step).
+        run_eagerly: passed to `compile`. Default: `eager_unless_jax()`.
 
     Returns:
         The trainer, with its `GradientRecorder` as `trainer.optimizer`.
@@ -487,7 +494,7 @@ def check_training_step(model, images: np.ndarray, labels: Mapping, regularizer=
 
     trainer = MultiTaskTrainer(model, regularizer=make_regularizer() if regularizer is None else regularizer)
     if run_eagerly is None:
-        run_eagerly = keras.backend.backend() != "jax"
+        run_eagerly = eager_unless_jax()
     trainer.compile(optimizer=GradientRecorder(), metrics=None, run_eagerly=run_eagerly)
 
     def step() -> dict:
@@ -658,6 +665,7 @@ __all__ = [
     "check_round_trip",
     "contract_inputs",
     "contract_tasks",
+    "eager_unless_jax",
     "make_regularizer",
     "missing_cases",
     "non_default_arguments",
