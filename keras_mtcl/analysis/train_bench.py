@@ -105,7 +105,7 @@ class BenchSetup:
         unknown = [c for c in self.configs if c not in CONFIGS]
         if unknown or self.precision not in PRECISIONS:
             raise ValueError(
-                f"`configs` must be among {CONFIGS} and `precision` 'fp32' or 'bf16'. "
+                f"`configs` must be among {CONFIGS} and `precision` one of {PRECISIONS}. "
                 f"Received: configs={list(self.configs)}, precision={self.precision!r}"
             )
 
@@ -403,8 +403,9 @@ def run_first_step(
     return summary
 
 
-__all__ = ["CONFIGS", "PRECISIONS", "BenchSetup", "build_trainer", "first_step", "make_batch", "make_dataset", "report", "run",
-           "run_config", "run_first_step", "run_interleaved", "task_specs", "timed_fit"]
+__all__ = ["CONFIGS", "PRECISIONS", "BenchSetup", "add_setup_arguments", "build_trainer", "first_step", "make_batch",
+           "make_dataset", "report", "run", "run_config", "run_first_step", "run_interleaved", "setup_options",
+           "task_specs", "timed_fit"]
 
 
 def _child(argv: Sequence[str]) -> None:

@@ -373,10 +373,9 @@ def transform_window(
     top, left, height, width = (tf.cast(w, tf.int32) for w in window)
     new_size = scaled_size(size, factor)
     # Output pixel i is window pixel i - pad (centred padding, as pad_to_size); outside the window: fill.
-    i = tf.range(crop_size[0]) - (crop_size[0] - height) // 2
-    j = tf.range(crop_size[1]) - (crop_size[1] - width) // 2
-    i = tf.clip_by_value(i, 0, height - 1)
-    j = tf.clip_by_value(j, 0, width - 1)
+    pad_top, pad_left = _padding_before(crop_size[0], height), _padding_before(crop_size[1], width)
+    i = tf.clip_by_value(tf.range(crop_size[0]) - pad_top, 0, height - 1)
+    j = tf.clip_by_value(tf.range(crop_size[1]) - pad_left, 0, width - 1)
     j = tf.where(flip, width - 1 - j, j)
     # Source coordinates here, in TensorFlow's float32 ops as its resize kernels compute them (XLA may round
     # differently); the compiled function gathers and interpolates.
@@ -385,7 +384,7 @@ def transform_window(
         "cols": tf.gather(_nearest_source(left, width, size[1], new_size[1]), j),
         "bilinear_rows": [tf.gather(a, i) for a in _bilinear_source(top, height, size[0], new_size[0])],
         "bilinear_cols": [tf.gather(a, j) for a in _bilinear_source(left, width, size[1], new_size[1])],
-        "window": tf.stack([(crop_size[0] - height) // 2, height, (crop_size[1] - width) // 2, width]),
+        "window": tf.stack([pad_top, height, pad_left, width]),
     }
     normalisation = tf.constant([mean, std], tf.float32)
     # What the compiled function reads of the tasks: names, kinds and ignore values.
@@ -562,6 +561,11 @@ def normalize(image: tf.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> tf.Tens
     return (image - tf.cast(mean, tf.float32)) / tf.cast(std, tf.float32)
 
 
+def _padding_before(target, length):
+    """Rows (or columns) of centred padding before a `length` padded to `target`: half the extra, rounded down."""
+    return tf.maximum(target - length, 0) // 2
+
+
 def pad_to_size(
     example: Mapping[str, tf.Tensor],
     tasks: Sequence[TaskSpec],
@@ -588,7 +592,7 @@ def pad_to_size(
     size = tf.cast(size, tf.int32)
     delta_h = tf.maximum(size[0] - shape[0], 0)
     delta_w = tf.maximum(size[1] - shape[1], 0)
-    top, left = delta_h // 2, delta_w // 2
+    top, left = _padding_before(size[0], shape[0]), _padding_before(size[1], shape[1])
     paddings = [[top, delta_h - top], [left, delta_w - left], [0, 0]]
     fills = pad_fills(_tasks_in(example, tasks), pad_values)
     out = {}
