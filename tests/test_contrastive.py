@@ -334,6 +334,31 @@ def test_pair_loss_for_given_indices_matches_a_numpy_reference():
     np.testing.assert_array_equal(to_numpy(gather_pixels(features, anchor)), features.reshape(2, -1, 6)[np.arange(2)[:, None], anchor])
 
 
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's convolutions hand back channels-last views of "
+                    "channels-first storage, which the PyTorch gather reads in place")
+def test_gather_of_a_channels_first_map_gives_the_same_vectors_and_gradient():
+    import torch
+
+    rng = np.random.default_rng(3)
+    storage = rng.normal(size=(2, 5, 4, 3)).astype("float32")  # (B, C, h, w)
+    index = rng.integers(0, 12, (2, 7))
+    upstream = rng.normal(size=(2, 7, 5)).astype("float32")
+    expected = storage.transpose(0, 2, 3, 1).reshape(2, 12, 5)[np.arange(2)[:, None], index]
+    expected_gradient = np.zeros((2, 12, 5), "float32")
+    np.add.at(expected_gradient, (np.arange(2)[:, None], index), upstream)  # repeated indices accumulate
+    for channels_first in (True, False):
+        leaf = torch.tensor(storage if channels_first else storage.transpose(0, 2, 3, 1).copy(), requires_grad=True)
+        view = leaf.permute(0, 2, 3, 1) if channels_first else leaf  # (B, h, w, C) either way
+        gathered = gather_pixels(view, index)
+        (gathered * torch.tensor(upstream)).sum().backward()
+        np.testing.assert_array_equal(to_numpy(gathered), expected)
+        gradient = to_numpy(leaf.grad)
+        gradient = gradient.transpose(0, 2, 3, 1) if channels_first else gradient
+        # A pixel's gradient sums at most 7 float32 terms, in another order than np.add.at.
+        tolerance = 7 * 7 * np.finfo("float32").eps * np.abs(upstream).max()
+        np.testing.assert_allclose(gradient.reshape(2, 12, 5), expected_gradient, rtol=0, atol=tolerance)
+
+
 # ---------------------------------------------------------------------------
 # The layer.
 
