@@ -37,7 +37,15 @@ def test_profile_names_the_convolutions_and_its_shares_add_up():
         # XLA instruction kinds, without the `.N` suffix of each instance.
         assert not any(name.rsplit(".", 1)[-1].isdigit() for name in names), names[:20]
         assert any("fusion" in name or "convolution" in name for name in names), names[:20]
-    assert len(step_profile.profile_step(SETUP, steps=1, top=3)["ops"]) == 3
+
+
+def test_ranked_ops_keeps_the_top_operations_with_their_shares_of_the_whole():
+    totals = {"conv": 50.0, "add": 10.0, "mul": 30.0, "copy": 10.0}
+    ops = step_profile.ranked_ops(totals, steps=5, top=2)
+    assert [o["op"] for o in ops] == ["conv", "mul"]
+    assert [o["ms_per_step"] for o in ops] == [10.0, 6.0]
+    assert [o["share"] for o in ops] == [0.5, 0.3]  # of all four, not of the two listed
+    assert step_profile.ranked_ops({}, steps=1, top=3) == []
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the TensorFlow pass checks the refusal")

@@ -14,7 +14,7 @@ run_pass() {  # backend [pytest args...]
   local backend=$1 start=$SECONDS status=0
   shift
   echo "=== KERAS_BACKEND=$backend ==="
-  KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider tests "$@" || status=1
+  KERAS_BACKEND=$backend python -m pytest -q -p no:cacheprovider --durations=30 tests "$@" || status=1
   echo "=== KERAS_BACKEND=$backend: $([ $status = 0 ] && echo passed || echo FAILED) in $(( SECONDS - start )) s ==="
   return $status
 }

@@ -107,8 +107,6 @@ def profile_step(setup: train_bench.BenchSetup, regularized: bool = False, steps
         elapsed.append(train_bench.timed_fit(trainer, data, steps)[1])
 
     totals = (_jax_ops if backend == "jax" else _torch_ops)(run)
-    everything = sum(totals.values())
-    ranked = sorted(totals.items(), key=lambda item: -item[1])[:top]
     return {
         "backend": backend,
         "backbone": setup.backbone,
@@ -119,10 +117,21 @@ def profile_step(setup: train_bench.BenchSetup, regularized: bool = False, steps
         "regularizer": regularized,
         "steps": steps,
         "wall_ms_per_step": elapsed[0] * 1000.0 / steps,
-        "op_ms_per_step": everything / steps,
-        "ops": [{"op": op, "ms_per_step": ms / steps, "share": ms / everything if everything else 0.0}
-                for op, ms in ranked],
+        "op_ms_per_step": sum(totals.values()) / steps,
+        "ops": ranked_ops(totals, steps, top),
     }
+
+
+def ranked_ops(totals: dict[str, float], steps: int, top: int) -> list[dict]:
+    """The `top` operations of profiled `steps`, the most time first, with each one's share of all operations.
+
+    Example:
+    >>> ranked_ops({"conv": 30.0, "add": 10.0, "mul": 60.0}, steps=2, top=2)
+    [{'op': 'mul', 'ms_per_step': 30.0, 'share': 0.6}, {'op': 'conv', 'ms_per_step': 15.0, 'share': 0.3}]
+    """
+    everything = sum(totals.values())
+    ranked = sorted(totals.items(), key=lambda item: -item[1])[:top]
+    return [{"op": op, "ms_per_step": ms / steps, "share": ms / everything if everything else 0.0} for op, ms in ranked]
 
 
 def table(profile: dict) -> str:
@@ -136,4 +145,4 @@ def table(profile: dict) -> str:
     return "\n".join([head, *lines])
 
 
-__all__ = ["PROFILED_BACKENDS", "kind_of", "profile_step", "table"]
+__all__ = ["PROFILED_BACKENDS", "kind_of", "profile_step", "ranked_ops", "table"]
