@@ -271,9 +271,9 @@ def select_triplets(
     scores = ops.where(candidate_ok, ops.cast(uniform, "float32"), -1.0)  # (B, N, M)
 
     def best(candidate_scores):
+        # The maximum is the score at the argmax: a reduction, cheaper to trace and run than a gather.
         index = ops.cast(ops.argmax(candidate_scores, axis=-1), "int32")
-        value = ops.take_along_axis(candidate_scores, ops.expand_dims(index, -1), axis=-1)[..., 0]
-        return index, value >= 0.0
+        return index, ops.max(candidate_scores, axis=-1) >= 0.0
 
     if criterion == "threshold":
         positive_mask, negative_mask = criterion_masks(delta, *thresholds)
@@ -393,8 +393,8 @@ def sample_label_triplets(
     scores = sampling_scores(task, labels, valid, uniform_pixels, balance, num_classes)  # (2, B, P)
     anchor, anchor_ok = sample_pixels(scores[0], num_anchors)
     pool, pool_ok = sample_pixels(scores[1], pool_size)
-    anchor_labels = gather_pixels(labels, anchor)  # (B, N, c)
-    pool_labels = gather_pixels(labels, pool)  # (B, M, c)
+    picked = gather_pixels(labels, ops.concatenate([anchor, pool], axis=1))  # (B, N + M, c), one gather
+    anchor_labels, pool_labels = picked[:, :num_anchors], picked[:, num_anchors:]
     delta = kind.distance(ops.expand_dims(anchor_labels, 2), ops.expand_dims(pool_labels, 1))
     candidate_ok = ops.logical_and(
         ops.expand_dims(pool_ok, 1), ops.expand_dims(pool, 1) != ops.expand_dims(anchor, 2)
@@ -406,10 +406,11 @@ def sample_label_triplets(
     positive, negative, found = select_triplets(
         delta, candidate_ok, pair_scores, criterion, thresholds, ranking_margin
     )
+    chosen = ops.take_along_axis(pool, ops.concatenate([positive, negative], axis=1), axis=1)  # (B, 2 N)
     return {
         "anchor": anchor,
-        "positive": ops.take_along_axis(pool, positive, axis=1),
-        "negative": ops.take_along_axis(pool, negative, axis=1),
+        "positive": chosen[:, :num_anchors],
+        "negative": chosen[:, num_anchors:],
         "weights": ops.cast(ops.logical_and(found, anchor_ok), "float32"),
     }
 

@@ -110,7 +110,11 @@ def resize_nearest(labels, size):
     out = ops.cast(labels, "float32")
     shape = ops.shape(out)
     for axis, (source, target) in enumerate(zip((shape[1], shape[2]), size), start=1):
-        if isinstance(source, int) and isinstance(target, int) and source == target:
+        if isinstance(source, int) and isinstance(target, int) and source % target == 0:
+            # An integer factor f reads pixels f // 2, f // 2 + f, ...: one strided slice (a gather costs
+            # more to trace and to run).
+            factor = source // target
+            out = out[:, factor // 2 :: factor] if axis == 1 else out[:, :, factor // 2 :: factor]
             continue
         # Integer arithmetic: floor((2 i + 1) * H / (2 h)).
         index = ops.floor_divide((2 * ops.arange(target, dtype="int32") + 1) * source, 2 * target)
@@ -132,13 +136,20 @@ def _any_positive(labels, size, channels: int, ignore_value: int):
     valid = _binary_valid(labels, channels, ignore_value, ops)
     positive = ops.cast(ops.logical_and(valid, labels[..., 0] > 0.5), "float32")
     valid = ops.cast(valid, "float32")
+    if not all(isinstance(n, int) for n in (*labels.shape[1:3], *size)):
+        raise ValueError(
+            "The any-positive rule of sparse binary labels needs static label and feature sizes. "
+            f"Received: labels of shape {labels.shape}, feature size {tuple(size)}"
+        )
     for axis, target in ((1, size[0]), (2, size[1])):
         source = labels.shape[axis]
-        if not isinstance(source, int) or not isinstance(target, int):
-            raise ValueError(
-                "The any-positive rule of sparse binary labels needs static label and feature sizes. "
-                f"Received: labels of shape {labels.shape}, feature size {tuple(size)}"
-            )
+        if source % target == 0:
+            # Cells of f x f pixels: a max over a (.., h, f, ..) view, as the general gathers below compute.
+            factor = source // target
+            cells = (-1, target, factor, positive.shape[2]) if axis == 1 else (-1, positive.shape[1], target, factor)
+            positive = ops.max(ops.reshape(positive, cells), axis=axis + 1)
+            valid = ops.max(ops.reshape(valid, cells), axis=axis + 1)
+            continue
         starts = [i * source // target for i in range(target)]
         ends = [max((i + 1) * source // target, s + 1) for i, s in enumerate(starts)]
         width = max(e - s for s, e in zip(starts, ends))

@@ -141,6 +141,20 @@ def test_feature_labels_of_a_dense_task_read_the_nearest_pixel_centre():
     np.testing.assert_array_equal(to_numpy(feature_labels(tasks.saliency(), edges, (2, 2))), np.zeros((1, 2, 2, 1)))
 
 
+def test_sparse_rule_on_cells_of_unequal_size_matches_its_definition():
+    # 7 x 10 pixels to 3 x 4 cells: cell i covers rows [floor(7 i / 3), floor(7 (i + 1) / 3)), and the
+    # same for columns; integer factors take a pooled view instead, held to the same rule above.
+    rng = np.random.default_rng(5)
+    labels = rng.choice([0, 0, 0, 0, 1, 255], size=(2, 7, 10, 1)).astype("int32")
+    small = to_numpy(feature_labels(tasks.edge(), labels, (3, 4)))[..., 0]
+    expected = np.empty((2, 3, 4))
+    for i in range(3):
+        for j in range(4):
+            cell = labels[:, 7 * i // 3 : 7 * (i + 1) // 3, 10 * j // 4 : 10 * (j + 1) // 4, 0].reshape(2, -1)
+            expected[:, i, j] = np.where((cell == 1).any(-1), 1, np.where((cell == 0).any(-1), 0, 255))
+    np.testing.assert_array_equal(small, expected)
+
+
 def test_sparse_edge_source_at_stride_4_keeps_every_cell_with_an_edge_pixel():
     # METHOD.md section 1: a 1-px boundary at stride 4 keeps every 4 x 4 cell it crosses (nearest
     # sampling reads pixel 4 i + 2 and would keep none of this line, which sits on row and column 1).

@@ -43,6 +43,7 @@ CONFIGS: Mapping[str, Mapping[str, Any]] = {
     "mt_contrastive_no_balance": {"contrastive": True, "contrastive_options": {**PAPER, "balance": False}},
     "mt_contrastive_lambda0.3": {"contrastive": True, "contrastive_options": {**PAPER, "weight": 0.3}},
     "mt_contrastive_lambda1": {"contrastive": True, "contrastive_options": {**PAPER, "weight": 1.0}},
+    "mt_contrastive_nearest": {"contrastive": True, "contrastive_options": {**PAPER, "label_resize": "nearest"}},
     "padnet_baseline": {"framework": "padnet"},
     "padnet_contrastive": {"framework": "padnet", "contrastive": True, "contrastive_options": PAPER},
 }
