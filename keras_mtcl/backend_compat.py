@@ -41,34 +41,3 @@ def scale_loss_for_distribution(loss):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss if replicas == 1 else loss * (1.0 / replicas)
 
-
-def take_pixels_torch(values, index):
-    """Per-image gather values[b, index[b, n]] on PyTorch, read in the layout the map is stored in.
-
-    Keras's PyTorch backend runs convolutions channels-first and returns
-    channels-last views of their outputs. Flattening such a (B, h, w, C) view
-    to (B h w, C) copies the whole map, and the gradient of the gather is
-    then a dense channels-last map that PyTorch adds to the map's
-    channels-first gradient with a strided pass: three passes over every
-    feature map per step for a few hundred gathered vectors. Indexing a
-    (B, C, h w) view of channels-first storage copies nothing, and the
-    gather's gradient is created in the storage's own layout.
-
-    Args:
-        values: (B, h, w, C) or (B, P, C) torch tensor (or array).
-        index: (B, N) int pixel indices into the flattened h * w map.
-
-    Returns:
-        (B, N, C), in the dtype of `values`.
-    """
-    import torch
-
-    values = ops.convert_to_tensor(values)
-    batch, channels = values.shape[0], values.shape[-1]
-    rows = values.reshape(batch, -1, channels)  # a view for both layouts: h and w stay adjacent in memory
-    index = ops.convert_to_tensor(index).to(device=rows.device, dtype=torch.long)
-    images = torch.arange(batch, device=rows.device).unsqueeze(1)
-    if rows.stride(-1) == 1:
-        return rows[images, index]
-    # Channels-first storage: index the (B, C, P) view; advanced indices around a slice put (B, N) first.
-    return rows.transpose(1, 2)[images, :, index]

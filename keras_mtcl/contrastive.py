@@ -77,7 +77,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mtcl import backend_compat
 from keras_mtcl.kinds import KINDS
 from keras_mtcl.losses import l2_normalize, label_map
 from keras_mtcl.tasks import TaskSpec, validate_tasks
@@ -158,8 +157,6 @@ def gather_pixels(values, index):
     Returns:
         (B, N, c), in the dtype of `values`.
     """
-    if keras.backend.backend() == "torch":
-        return backend_compat.take_pixels_torch(values, index)
     shape = ops.shape(values)
     channels = values.shape[-1]
     pixels = shape[1] * shape[2] if len(values.shape) == 4 else shape[1]

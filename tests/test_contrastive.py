@@ -348,8 +348,8 @@ def test_pair_loss_for_given_indices_matches_a_numpy_reference():
     np.testing.assert_array_equal(to_numpy(gather_pixels(features, anchor)), features.reshape(2, -1, 6)[np.arange(2)[:, None], anchor])
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's convolutions hand back channels-last views of "
-                    "channels-first storage, which the PyTorch gather reads in place")
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's convolutions can hand back channels-last views "
+                    "of channels-first storage; the other backends have no strided views")
 def test_gather_of_a_channels_first_map_gives_the_same_vectors_and_gradient():
     import torch
 
