@@ -40,4 +40,3 @@ def scale_loss_for_distribution(loss):
 
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return loss if replicas == 1 else loss * (1.0 / replicas)
-

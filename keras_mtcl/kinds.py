@@ -114,7 +114,8 @@ def resize_nearest(labels, size):
             # An integer factor f reads pixels f // 2, f // 2 + f, ...: one strided slice (a gather costs
             # more to trace and to run).
             factor = source // target
-            out = out[:, factor // 2 :: factor] if axis == 1 else out[:, :, factor // 2 :: factor]
+            if factor > 1:
+                out = out[:, factor // 2 :: factor] if axis == 1 else out[:, :, factor // 2 :: factor]
             continue
         # Integer arithmetic: floor((2 i + 1) * H / (2 h)).
         index = ops.floor_divide((2 * ops.arange(target, dtype="int32") + 1) * source, 2 * target)
